@@ -1,0 +1,55 @@
+# palplat: two commands do all set-up on a fresh machine.
+#   make test      virtualenv + test tools (cached) + the whole suite
+#   make sandbox   the full orchestration against a local control plane
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SANDBOX_DIR ?= .sandbox
+PYTEST_ARGS ?=
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: all venv testbin test lint sandbox sandbox-down schema encrypt clean help
+
+all: help
+
+help:
+	@echo "make test          run the test suite (creates .venv and builds test tools)"
+	@echo "make sandbox       run salt-run state.orchestrate palplat.full in a local sandbox"
+	@echo "make sandbox-down  stop the sandbox's control plane and Salt daemons"
+	@echo "make lint          ruff"
+	@echo "make schema        regenerate schema/palplat.schema.json"
+	@echo "make encrypt VALUE=... RECIPIENT=...   GPG-encrypt a pillar secret"
+
+$(VENV)/.installed: pyproject.toml tools/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c tools/constraints.txt $$(tools/pydeps test)
+	touch $@
+
+venv: $(VENV)/.installed
+
+testbin:
+	tools/build-testbin
+
+test: venv testbin
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check _utils _modules _states _runners tests benchmarks tools/*.py
+
+schema: venv
+	$(PY) -m palplat.schema > schema/palplat.schema.json
+
+encrypt: venv
+	@$(PY) tools/palplat-encrypt $(if $(RECIPIENT),--recipient '$(RECIPIENT)') $(if $(GNUPGHOME),--gnupghome '$(GNUPGHOME)')
+
+sandbox: venv testbin
+	$(PY) -m tests.support.sandbox up --dir $(SANDBOX_DIR)
+
+sandbox-down: venv
+	$(PY) -m tests.support.sandbox down --dir $(SANDBOX_DIR)
+
+clean:
+	rm -rf $(VENV) $(SANDBOX_DIR) build dist

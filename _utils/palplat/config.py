@@ -1,0 +1,247 @@
+"""Load and validate the ``palplat`` pillar: every problem at once, each with its path.
+
+``load(pillar)`` is the single entry point used by every state, runner and module. It
+returns a :class:`palplat.model.PalplatPillar` or raises :class:`PillarError` listing
+every problem as ``palplat:<path>: <what is wrong and what to do> (found: <masked>)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from palplat import redact
+from palplat.errors import PillarError, PillarProblem
+from palplat.model import PalplatPillar, Release, Service, Services
+
+ROOT = "palplat"
+DEVICE_PLUGIN_RELEASE = "nvidia-device-plugin"
+
+
+def load(pillar: Mapping[str, Any] | None, *, key: str = ROOT) -> PalplatPillar:
+    """Validate ``pillar[key]`` (or a bare palplat mapping when ``key`` is None)."""
+    data = pillar if key is None else (pillar or {}).get(key)
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise PillarError(
+            [PillarProblem(ROOT, "must be a mapping of sections (host, firewall, k3s, gpu, "
+                                 "platform, services)", _found(data))]
+        )
+    try:
+        cfg = PalplatPillar.model_validate(dict(data))
+    except ValidationError as exc:
+        raise PillarError(_problems(exc)) from None
+    problems = cross_check(cfg)
+    if problems:
+        raise PillarError(problems)
+    return cfg
+
+
+def problems_of(pillar: Mapping[str, Any] | None, *, key: str = ROOT) -> list[PillarProblem]:
+    try:
+        load(pillar, key=key)
+    except PillarError as exc:
+        return exc.problems
+    return []
+
+
+# ------------------------------------------------------------------ error rendering
+
+
+def _found(value: Any) -> str:
+    text = json.dumps(redact.mask(value), default=str, sort_keys=True)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _path(loc: tuple) -> str:
+    parts = [ROOT]
+    for item in loc:
+        if item == "[key]":
+            continue
+        parts.append(str(item))
+    return ":".join(parts)
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Annotated/Optional/Union down to the interesting type."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        return _unwrap(models[0] if models else args[0])
+    return tp
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The model class that holds the last element of ``loc``."""
+    tp: Any = PalplatPillar
+    for item in loc[:-1]:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = _field_by_name(tp, item)
+            if field is not None:
+                tp = field.annotation
+            elif tp is Services:
+                tp = Service
+            else:
+                return None
+        elif typing.get_origin(tp) in (dict, Mapping):
+            tp = typing.get_args(tp)[1]
+        elif typing.get_origin(tp) is list:
+            tp = typing.get_args(tp)[0]
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _field_by_name(model: type[BaseModel], name: Any):
+    for fname, field in model.model_fields.items():
+        if name in (fname, field.alias):
+            return field
+    return None
+
+
+def _keys_of(model: type[BaseModel]) -> list[str]:
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _problems(exc: ValidationError) -> list[PillarProblem]:
+    out: list[PillarProblem] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        typ = err["type"]
+        # Errors in a Services entry also show up as a failed 'defaults'-less extra; the
+        # loc is already precise, so no special casing is needed beyond the path.
+        if typ == "extra_forbidden":
+            key = str(loc[-1])
+            model = _model_at(loc)
+            allowed = _keys_of(model) if model else []
+            guess = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            hint = f"; did you mean '{guess[0]}'?" if guess else ""
+            known = f" Known keys: {', '.join(sorted(allowed))}." if allowed else ""
+            out.append(PillarProblem(_path(loc), f"unknown key{hint}{known}"))
+            continue
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if typ == "missing":
+            msg = "is required"
+        elif typ.endswith("_type") or typ in ("model_type", "model_attributes_type"):
+            msg = f"has the wrong type: {msg[0].lower() + msg[1:]}"
+        elif typ == "literal_error":
+            msg = msg.replace("Input should be", "must be")
+        else:
+            msg = msg.replace("Input should be", "must be").replace("String should", "must")
+        found = None if typ == "missing" else _found(err.get("input"))
+        out.append(PillarProblem(_path(loc), msg, found))
+    return out
+
+
+# ------------------------------------------------------------------- cross checks
+
+
+def releases(cfg: PalplatPillar) -> dict[str, Release]:
+    """Every Helm release palplat manages: platform releases plus the GPU device plugin."""
+    out = dict(cfg.platform.releases)
+    dp = cfg.gpu.device_plugin
+    if cfg.gpu.enabled is not False and DEVICE_PLUGIN_RELEASE not in out:
+        values: dict[str, Any] = dict(dp.values)
+        if dp.time_slicing:
+            values.setdefault("config", {}).setdefault(
+                "map",
+                {"default": json.dumps({"version": "v1", "sharing": {"timeSlicing": {
+                    "resources": [{"name": "nvidia.com/gpu",
+                                   "replicas": dp.time_slicing.replicas}]}}})},
+            )
+        out[DEVICE_PLUGIN_RELEASE] = Release(
+            namespace=dp.namespace, chart=dp.chart, values=values, wait=False
+        )
+    return out
+
+
+def release_order(rels: Mapping[str, Release]) -> list[list[str]]:
+    """Topological waves of release names: each wave only needs earlier waves."""
+    remaining = {n: set(r.needs) for n, r in rels.items()}
+    waves: list[list[str]] = []
+    while remaining:
+        ready = sorted(n for n, deps in remaining.items() if not deps & remaining.keys())
+        if not ready:
+            raise ValueError("cycle: " + " -> ".join(_find_cycle(remaining)))
+        waves.append(ready)
+        for n in ready:
+            del remaining[n]
+    return waves
+
+
+def _find_cycle(graph: Mapping[str, set[str]]) -> list[str]:
+    for start in sorted(graph):
+        path, seen, node = [start], {start}, start
+        while True:
+            nxt = sorted(d for d in graph.get(node, ()) if d in graph)
+            if not nxt:
+                break
+            node = nxt[0]
+            if node in seen:
+                return path[path.index(node):] + [node]
+            path.append(node)
+            seen.add(node)
+    return sorted(graph)
+
+
+def cross_check(cfg: PalplatPillar) -> list[PillarProblem]:
+    problems: list[PillarProblem] = []
+    rels = releases(cfg)
+    for name, rel in cfg.platform.releases.items():
+        base = f"{ROOT}:platform:releases:{name}"
+        for i, need in enumerate(rel.needs):
+            if need not in rels:
+                guess = difflib.get_close_matches(need, list(rels), n=1)
+                hint = f"; did you mean '{guess[0]}'?" if guess else ""
+                problems.append(PillarProblem(
+                    f"{base}:needs:{i}",
+                    f"names a release that is not defined{hint} Define it under "
+                    f"palplat:platform:releases or remove it from needs",
+                    _found(need)))
+        c = rel.chart
+        kinds = [k for k in ("repo", "oci", "path") if getattr(c, k)]
+        if len(kinds) != 1:
+            problems.append(PillarProblem(
+                f"{base}:chart",
+                "must have exactly one of repo (with name), oci or path", _found(kinds)))
+        elif c.repo and not c.name:
+            problems.append(PillarProblem(f"{base}:chart:name", "is required with repo"))
+        elif (c.repo or c.oci) and not c.version:
+            problems.append(PillarProblem(
+                f"{base}:chart:version", "is required for repo and oci charts: pin a version"))
+    known = {n: {d for d in r.needs if d in rels} for n, r in rels.items()}
+    try:
+        release_order({n: _Needs(d) for n, d in known.items()})
+    except ValueError as exc:
+        problems.append(PillarProblem(
+            f"{ROOT}:platform:releases",
+            f"release needs form a {exc}; remove one of these needs"))
+    seen_ns: dict[str, str] = {}
+    for name, svc in cfg.services.items():
+        ns = svc.namespace or name
+        if ns in seen_ns:
+            problems.append(PillarProblem(
+                f"{ROOT}:services:{name}",
+                f"duplicate service: namespace '{ns}' is already used by service "
+                f"'{seen_ns[ns]}'; give one of them another name or namespace"))
+        seen_ns[ns] = name
+    return problems
+
+
+class _Needs:
+    def __init__(self, needs: set[str]):
+        self.needs = needs
