@@ -10,8 +10,10 @@ import sys as _sys
 # saltutil.sync_all, the copy synced beside this file's directory (extmods/utils).
 _sys.path[:0] = [
     _p
-    for _p in (_os.path.join(_os.path.dirname(_os.path.dirname(__file__)), _d)
-               for _d in ("utils", "_utils"))
+    for _p in (
+        _os.path.join(_os.path.dirname(_os.path.dirname(__file__)), _d)
+        for _d in ("utils", "_utils")
+    )
     if _os.path.isdir(_os.path.join(_p, "palplat")) and _p not in _sys.path
 ]
 

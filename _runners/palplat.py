@@ -12,14 +12,15 @@ import sys as _sys
 
 _sys.path[:0] = [
     _p
-    for _p in (_os.path.join(_os.path.dirname(_os.path.dirname(__file__)), _d)
-               for _d in ("utils", "_utils"))
+    for _p in (
+        _os.path.join(_os.path.dirname(_os.path.dirname(__file__)), _d)
+        for _d in ("utils", "_utils")
+    )
     if _os.path.isdir(_os.path.join(_p, "palplat")) and _p not in _sys.path
 ]
 
 import salt.loader  # noqa: E402
 import salt.template  # noqa: E402
-
 from palplat import config, redact  # noqa: E402
 
 __virtualname__ = "palplat"
@@ -34,13 +35,16 @@ def _render_file(path):
     utils = salt.loader.utils(__opts__)
     funcs = salt.loader.minion_mods(__opts__, utils=utils)
     renderers = salt.loader.render(__opts__, funcs)
-    return salt.template.compile_template(
-        path,
-        renderers,
-        __opts__.get("renderer", "jinja|yaml"),
-        __opts__.get("renderer_blacklist", []),
-        __opts__.get("renderer_whitelist", []),
-    ) or {}
+    return (
+        salt.template.compile_template(
+            path,
+            renderers,
+            __opts__.get("renderer", "jinja|yaml"),
+            __opts__.get("renderer_blacklist", []),
+            __opts__.get("renderer_whitelist", []),
+        )
+        or {}
+    )
 
 
 def validate(minion=None, sls=None):

@@ -31,8 +31,13 @@ def load(pillar: Mapping[str, Any] | None, *, key: str = ROOT) -> PalplatPillar:
         data = {}
     if not isinstance(data, Mapping):
         raise PillarError(
-            [PillarProblem(ROOT, "must be a mapping of sections (host, firewall, k3s, gpu, "
-                                 "platform, services)", _found(data))]
+            [
+                PillarProblem(
+                    ROOT,
+                    "must be a mapping of sections (host, firewall, k3s, gpu, platform, services)",
+                    _found(data),
+                )
+            ]
         )
     try:
         cfg = PalplatPillar.model_validate(dict(data))
@@ -133,7 +138,7 @@ def _problems(exc: ValidationError) -> list[PillarProblem]:
             continue
         msg = err["msg"]
         if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+            msg = msg[len("Value error, ") :]
         if typ == "missing":
             msg = "is required"
         elif typ.endswith("_type") or typ in ("model_type", "model_attributes_type"):
@@ -159,9 +164,23 @@ def releases(cfg: PalplatPillar) -> dict[str, Release]:
         if dp.time_slicing:
             values.setdefault("config", {}).setdefault(
                 "map",
-                {"default": json.dumps({"version": "v1", "sharing": {"timeSlicing": {
-                    "resources": [{"name": "nvidia.com/gpu",
-                                   "replicas": dp.time_slicing.replicas}]}}})},
+                {
+                    "default": json.dumps(
+                        {
+                            "version": "v1",
+                            "sharing": {
+                                "timeSlicing": {
+                                    "resources": [
+                                        {
+                                            "name": "nvidia.com/gpu",
+                                            "replicas": dp.time_slicing.replicas,
+                                        }
+                                    ]
+                                }
+                            },
+                        }
+                    )
+                },
             )
         out[DEVICE_PLUGIN_RELEASE] = Release(
             namespace=dp.namespace, chart=dp.chart, values=values, wait=False
@@ -192,7 +211,7 @@ def _find_cycle(graph: Mapping[str, set[str]]) -> list[str]:
                 break
             node = nxt[0]
             if node in seen:
-                return path[path.index(node):] + [node]
+                return path[path.index(node) :] + [node]
             path.append(node)
             seen.add(node)
     return sorted(graph)
@@ -207,37 +226,53 @@ def cross_check(cfg: PalplatPillar) -> list[PillarProblem]:
             if need not in rels:
                 guess = difflib.get_close_matches(need, list(rels), n=1)
                 hint = f"; did you mean '{guess[0]}'?" if guess else ""
-                problems.append(PillarProblem(
-                    f"{base}:needs:{i}",
-                    f"names a release that is not defined{hint} Define it under "
-                    f"palplat:platform:releases or remove it from needs",
-                    _found(need)))
+                problems.append(
+                    PillarProblem(
+                        f"{base}:needs:{i}",
+                        f"names a release that is not defined{hint} Define it under "
+                        f"palplat:platform:releases or remove it from needs",
+                        _found(need),
+                    )
+                )
         c = rel.chart
         kinds = [k for k in ("repo", "oci", "path") if getattr(c, k)]
         if len(kinds) != 1:
-            problems.append(PillarProblem(
-                f"{base}:chart",
-                "must have exactly one of repo (with name), oci or path", _found(kinds)))
+            problems.append(
+                PillarProblem(
+                    f"{base}:chart",
+                    "must have exactly one of repo (with name), oci or path",
+                    _found(kinds),
+                )
+            )
         elif c.repo and not c.name:
             problems.append(PillarProblem(f"{base}:chart:name", "is required with repo"))
         elif (c.repo or c.oci) and not c.version:
-            problems.append(PillarProblem(
-                f"{base}:chart:version", "is required for repo and oci charts: pin a version"))
+            problems.append(
+                PillarProblem(
+                    f"{base}:chart:version", "is required for repo and oci charts: pin a version"
+                )
+            )
     known = {n: {d for d in r.needs if d in rels} for n, r in rels.items()}
     try:
         release_order({n: _Needs(d) for n, d in known.items()})
     except ValueError as exc:
-        problems.append(PillarProblem(
-            f"{ROOT}:platform:releases",
-            f"release needs form a {exc}; remove one of these needs"))
+        problems.append(
+            PillarProblem(
+                f"{ROOT}:platform:releases",
+                f"release needs form a {exc}; remove one of these needs",
+            )
+        )
     seen_ns: dict[str, str] = {}
     for name, svc in cfg.services.items():
         ns = svc.namespace or name
         if ns in seen_ns:
-            problems.append(PillarProblem(
-                f"{ROOT}:services:{name}",
-                f"duplicate service: namespace '{ns}' is already used by service "
-                f"'{seen_ns[ns]}'; give one of them another name or namespace"))
+            problems.append(
+                PillarProblem(
+                    f"{ROOT}:services:{name}",
+                    f"duplicate service: namespace '{ns}' is already used by service "
+                    f"'{seen_ns[ns]}'; give one of them another name or namespace",
+                )
+            )
         seen_ns[ns] = name
     return problems
 

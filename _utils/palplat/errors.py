@@ -52,9 +52,7 @@ class CommandError(PalplatError):
         self.returncode = returncode
         self.stderr = stderr
         self.stdout = stdout
-        super().__init__(
-            f"{argv[0]} exited {returncode}: {(stderr or stdout).strip()[-2000:]}"
-        )
+        super().__init__(f"{argv[0]} exited {returncode}: {(stderr or stdout).strip()[-2000:]}")
 
 
 class TimeoutError_(PalplatError):  # noqa: N801 - avoid shadowing the builtin

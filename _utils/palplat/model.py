@@ -242,9 +242,7 @@ class K3s(Model):
         description="install: palplat installs and runs k3s. external: use an existing "
         "cluster through `kubeconfig` and skip installation.",
     )
-    version: Annotated[str, Field(pattern=r"^v[0-9]+\.[0-9]+\.[0-9]+(\+k3s[0-9]+)?$")] | None = (
-        None
-    )
+    version: Annotated[str, Field(pattern=r"^v[0-9]+\.[0-9]+\.[0-9]+(\+k3s[0-9]+)?$")] | None = None
     role: Literal["server", "agent"] = "server"
     cluster_init: bool = Field(
         True, description="First server of the cluster (embedded etcd when several servers)."

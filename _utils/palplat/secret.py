@@ -60,9 +60,7 @@ class Secret:
 
         return core_schema.no_info_plain_validator_function(
             to_secret,
-            serialization=core_schema.plain_serializer_function_ser_schema(
-                lambda v: redact.HIDDEN
-            ),
+            serialization=core_schema.plain_serializer_function_ser_schema(lambda v: redact.HIDDEN),
         )
 
     @classmethod
