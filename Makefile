@@ -37,7 +37,7 @@ test: venv testbin
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check _utils _modules _states _runners tests benchmarks tools/*.py
+	$(VENV)/bin/ruff format --check _utils _modules _states _runners tests benchmarks
 
 schema: venv
 	$(PY) -m palplat.schema > schema/palplat.schema.json
