@@ -280,3 +280,11 @@ def cross_check(cfg: PalplatPillar) -> list[PillarProblem]:
 class _Needs:
     def __init__(self, needs: set[str]):
         self.needs = needs
+
+
+K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
+
+
+def kubeconfig_path(cfg: PalplatPillar) -> str:
+    """The kubeconfig every Kubernetes/Helm state uses: the pillar's, else k3s's own."""
+    return cfg.k3s.kubeconfig or K3S_KUBECONFIG
