@@ -1,0 +1,37 @@
+{#- salt-run state.orchestrate palplat.full
+    Bare host to running platform, and every later change. Stages run in order and stop
+    at the first failure (failhard): host -> firewall -> k3s -> gpu -> platform -> services.
+    Targets: minions whose pillar has a palplat key; override with
+      salt-run state.orchestrate palplat.full pillar='{"palplat_target": "host1"}'
+    Plan (pull-request review): add test=True. -#}
+{%- set tgt = salt['pillar.get']('palplat_target', 'I@palplat:*') %}
+{%- set tgt_type = salt['pillar.get']('palplat_target_type', 'compound') %}
+
+palplat-validate:
+  salt.function:
+    - name: palplat_config.validate
+    - tgt: '{{ tgt }}'
+    - tgt_type: {{ tgt_type }}
+    - failhard: True
+
+{%- set stages = ['host', 'firewall', 'k3s', 'gpu', 'platform', 'service'] %}
+{%- for stage in stages %}
+
+palplat-{{ stage }}:
+  salt.state:
+    - tgt: '{{ tgt }}'
+    - tgt_type: {{ tgt_type }}
+    - sls: palplat.{{ stage }}
+    - failhard: True
+    - require:
+      - salt: palplat-{{ 'validate' if loop.first else stages[loop.index0 - 1] }}
+{%- endfor %}
+
+{#- A successful run confirms firewall changes that were applied commit-confirmed. #}
+palplat-firewall-confirm:
+  salt.function:
+    - name: palplat_nftables.confirm
+    - tgt: '{{ tgt }}'
+    - tgt_type: {{ tgt_type }}
+    - require:
+      - salt: palplat-service
