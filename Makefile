@@ -40,7 +40,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check _utils _modules _states _runners tests benchmarks
 
 schema: venv
-	$(PY) -m palplat.schema > schema/palplat.schema.json
+	PYTHONPATH=_utils $(PY) -m palplat.schema > schema/palplat.schema.json
 
 encrypt: venv
 	@$(PY) tools/palplat-encrypt $(if $(RECIPIENT),--recipient '$(RECIPIENT)') $(if $(GNUPGHOME),--gnupghome '$(GNUPGHOME)')

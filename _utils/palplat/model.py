@@ -21,9 +21,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     PlainValidator,
 )
 
+from palplat import redact
 from palplat.secret import Secret, secretize
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -82,7 +84,11 @@ Cidr = Annotated[str, AfterValidator(_cidr)]
 Interface = Annotated[str, AfterValidator(_interface)]
 Quantity = Annotated[str, AfterValidator(_size)]
 Duration = Annotated[str, AfterValidator(_duration)]
-SecretTree = Annotated[dict[str, Any], BeforeValidator(_secret_tree)]
+SecretTree = Annotated[
+    dict[str, Any],
+    BeforeValidator(_secret_tree),
+    PlainSerializer(lambda v: redact.mask(v)),
+]
 
 
 class Model(BaseModel):
