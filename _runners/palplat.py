@@ -21,6 +21,7 @@ _sys.path[:0] = [
 
 import salt.loader  # noqa: E402
 import salt.template  # noqa: E402
+
 from palplat import config, redact  # noqa: E402
 
 __virtualname__ = "palplat"
