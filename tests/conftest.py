@@ -10,6 +10,6 @@ sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared"
 
 # Shared fixture plugins (each area adds its own module here).
-pytest_plugins = []
+pytest_plugins = ["tests.support.cp_fixtures"]
 
 os.environ.setdefault("PALPLAT_REPO", str(REPO))

@@ -1,0 +1,101 @@
+"""pytest plugin: a real control plane (tests/support/testenv.py) and helpers around it.
+
+Fixtures: ``control_plane`` (session), ``kubeconfig`` (str), ``kube_api``
+(kubernetes.client.ApiClient), ``namespace`` (fresh per test, deleted after), ``helm_bin``,
+``kubectl_bin``. Tests that use the control plane and fail get the component log tails in
+their report.
+
+Set ``PALPLAT_TESTBIN`` to use tools built elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+
+import pytest
+
+from tests.support import testenv
+
+_ACTIVE: list[testenv.ControlPlane] = []
+
+
+def _skip_missing(names) -> None:
+    missing = testenv.missing_bins(names)
+    if missing:
+        pytest.skip(
+            f"{', '.join(missing)} not built in {testenv.testbin_dir()}: run tools/build-testbin"
+        )
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory):
+    """kine + kube-apiserver + kube-controller-manager for the whole session."""
+    _skip_missing(testenv.COMPONENTS)
+    cp = testenv.ControlPlane(tmp_path_factory.mktemp("controlplane"))
+    cp.start(timeout=float(os.environ.get("PALPLAT_CP_TIMEOUT", "90")))
+    _ACTIVE.append(cp)
+    try:
+        yield cp
+    finally:
+        _ACTIVE.remove(cp)
+        cp.stop()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(control_plane) -> str:
+    return str(control_plane.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def kube_api(kubeconfig):
+    """An ApiClient for the admin user of the session control plane."""
+    from kubernetes import config
+
+    client = config.new_client_from_config(config_file=kubeconfig)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def namespace(request, kube_api):
+    """A fresh namespace for one test; deleted afterwards (not waited for)."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"t-{slug}-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(kube_api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    try:
+        core.delete_namespace(name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    except Exception:  # noqa: S110 - the API may be down after an outage test; not our failure
+        pass
+
+
+@pytest.fixture(scope="session")
+def helm_bin() -> str:
+    _skip_missing(["helm"])
+    return str(testenv.find_bin("helm"))
+
+
+@pytest.fixture(scope="session")
+def kubectl_bin() -> str:
+    _skip_missing(["kubectl"])
+    return str(testenv.find_bin("kubectl"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _ACTIVE and "control_plane" in getattr(item, "fixturenames", ()):
+        for cp in _ACTIVE:
+            report.sections.append((f"control plane logs ({cp.workdir})", cp.log_tails(40)))
