@@ -674,6 +674,39 @@ def prune(
 _prune = prune
 
 
+def remove(kube: Kube, refs: Iterable[Any], *, dry_run: bool) -> dict:
+    """Delete the objects named by ``refs`` (those that exist); changes keyed by object.
+
+    ``dry_run`` sends the same DELETE with ``dryRun=All``. After a real delete the object is
+    re-read: it must be gone or terminating.
+    """
+    changes: dict[str, dict] = {}
+    for r in refs:
+        ref = ref_of(r)
+        try:
+            res = kube.resource(ref.api_version, ref.kind)
+        except UnknownKind:
+            continue  # the kind is not served: no such object can exist
+        ns = _namespace(res, ref.namespace)
+        key = key_of(ref.kind, ref.name, ns)
+        live = kube.get(ref.api_version, ref.kind, ref.name, ns)
+        if live is None or (live.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        try:
+            if not kube.delete(ref.api_version, ref.kind, ref.name, ns, dry_run=dry_run):
+                continue
+        except KubeError as exc:
+            raise ConvergeError(str(exc), changes, exc) from None
+        changes[key] = diff(live, None)
+        if not dry_run:
+            back = kube.get(ref.api_version, ref.kind, ref.name, ns)
+            if back is not None and not (back.get("metadata") or {}).get("deletionTimestamp"):
+                raise ConvergeError(
+                    f"verify {key}: still present and not terminating after delete", changes
+                )
+    return changes
+
+
 def _identity(ref: Ref) -> tuple:
     group = ref.api_version.rsplit("/", 1)[0] if "/" in ref.api_version else ""
     return (group, ref.kind, ref.namespace or None, ref.name)

@@ -1,0 +1,221 @@
+"""State module: Kubernetes objects converged by server-side apply (field manager ``palplat``).
+
+.. code-block:: yaml
+
+    demo-objects:
+      palplat_kube.present:
+        - owner: demo            # ownership label value (default: the state ID)
+        - prune: True            # delete objects labelled with this owner that left the list
+        - wait: True
+        - timeout: 300
+        - manifests:
+          - {apiVersion: v1, kind: Namespace, metadata: {name: demo}}
+          - apiVersion: v1
+            kind: ConfigMap
+            metadata: {name: settings, namespace: demo}
+            data: {level: info}
+
+Test mode sends the very same apply with ``dryRun=All`` and reports the field-level diff
+against the live object; a run with nothing to change makes no write request.
+"""
+
+import os as _os
+import re as _re
+import sys as _sys
+
+_sys.path[:0] = [
+    _p
+    for _p in (
+        _os.path.join(_os.path.dirname(_os.path.dirname(__file__)), _d)
+        for _d in ("utils", "_utils")
+    )
+    if _os.path.isdir(_os.path.join(_p, "palplat")) and _p not in _sys.path
+]
+
+from palplat import config, kube, loaderkit, redact  # noqa: E402
+from palplat.errors import InputError, PalplatError, WaitTimeout  # noqa: E402
+
+__virtualname__ = "palplat_kube"
+
+
+def __virtual__():
+    try:
+        import kubernetes  # noqa: F401
+    except ImportError:
+        return False, "palplat_kube needs the kubernetes Python client (pip install kubernetes)"
+    return __virtualname__
+
+
+def _owner(name, owner):
+    if owner:
+        return kube.check_owner(str(owner))
+    slug = _re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-_.")[:63].strip("-_.")
+    return kube.check_owner(slug or "palplat")
+
+
+def _manifests(manifest, manifests):
+    items = []
+    if manifest is not None:
+        items.append(manifest)
+    if manifests is not None:
+        if isinstance(manifests, str):
+            import yaml
+
+            try:
+                manifests = [d for d in yaml.safe_load_all(manifests) if d]
+            except yaml.YAMLError as exc:
+                raise InputError(f"manifests is not valid YAML: {exc}") from None
+        elif isinstance(manifests, dict):
+            manifests = [manifests]
+        items.extend(manifests)
+    if not items:
+        raise InputError("give manifest (one object) or manifests (a list of objects)")
+    return kube.validate_manifests(items)
+
+
+def _client(kubeconfig):
+    if not kubeconfig:
+        kubeconfig = config.kubeconfig_path(config.load(__pillar__))
+    cache = __context__.setdefault("palplat_kube.clients", {})
+    if kubeconfig not in cache:
+        cache[kubeconfig] = kube.Kube(kubeconfig)
+    return cache[kubeconfig]
+
+
+def _summary(actions, test):
+    verbs = {"create": "created", "patch": "patched", "delete": "deleted"}
+    lines = []
+    for action in ("create", "patch", "delete"):
+        keys = [k for k, a in actions.items() if a == action]
+        if keys:
+            verb = f"would {action}" if test else verbs[action]
+            lines.append(f"{verb} {len(keys)}: {', '.join(keys)}")
+    return lines
+
+
+def present(
+    name,
+    manifest=None,
+    manifests=None,
+    owner=None,
+    prune=False,
+    prune_kinds=None,
+    wait=False,
+    timeout=300,
+    kubeconfig=None,
+):
+    """
+    Ensure Kubernetes objects exist as given (server-side apply, field manager ``palplat``).
+
+    name
+        State ID; the default ``owner``.
+    manifest / manifests
+        One object, or a list of objects (or a multi-document YAML string).
+    owner
+        Value of the ``palplat.io/owner`` label put on every object (with
+        ``app.kubernetes.io/managed-by: palplat``).
+    prune
+        Delete objects labelled with this owner that are no longer listed (common kinds and
+        the listed kinds; CRDs never; PersistentVolumeClaims only when in ``prune_kinds``).
+    prune_kinds
+        Extra ``[apiVersion, kind]`` pairs to prune.
+    wait / timeout
+        Wait (seconds) until the objects are ready: CRD Established, Namespace Active,
+        Deployment Available, Job Complete, others exist.
+    kubeconfig
+        Default: ``palplat:k3s:kubeconfig`` from the pillar, else k3s's own.
+    """
+    redact.install_log_filter()
+    test = bool(__opts__.get("test"))
+    try:
+        items = _manifests(manifest, manifests)
+        own = _owner(name, owner)
+        extra = [tuple(k) for k in (prune_kinds or [])]
+        k = _client(kubeconfig)
+    except PalplatError as exc:
+        return loaderkit.failed(name, exc)
+    progress = loaderkit.Progress(__salt__.get("event.fire"), "kube")
+    try:
+        out = kube.converge(
+            k,
+            items,
+            owner=own,
+            dry_run=test,
+            prune=bool(prune),
+            prune_kinds=extra,
+            progress=progress,
+        )
+    except kube.ConvergeError as exc:
+        return loaderkit.state_ret(
+            name,
+            exc.changes,
+            False,
+            [f"{exc}", "nothing after this object was applied; fix it and re-run"],
+        )
+    except PalplatError as exc:
+        return loaderkit.failed(name, exc)
+    changes, actions = out["changes"], out["actions"]
+    comment = _summary(actions, test)
+    if test:
+        if not changes:
+            return loaderkit.state_ret(
+                name, {}, True, f"{len(actions)} object(s) already as desired"
+            )
+        return loaderkit.state_ret(name, changes, None, comment)
+    if wait:
+        try:
+            kube.wait(k, items, timeout=float(timeout), progress=progress)
+        except WaitTimeout as exc:
+            return loaderkit.state_ret(
+                name,
+                changes,
+                False,
+                comment
+                + [f"{exc}", "the objects were applied; check why they are not ready and re-run"],
+            )
+        except PalplatError as exc:
+            return loaderkit.state_ret(name, changes, False, comment + [f"{exc}"])
+        comment.append(f"all {len(items)} object(s) ready")
+    if not changes:
+        comment.insert(0, f"{len(actions)} object(s) already as desired")
+    return loaderkit.state_ret(name, changes, True, comment)
+
+
+def absent(
+    name,
+    manifest=None,
+    manifests=None,
+    owner=None,
+    kinds=None,
+    kubeconfig=None,
+):
+    """
+    Ensure Kubernetes objects do not exist.
+
+    With ``manifest``/``manifests``: delete exactly those objects (only apiVersion, kind and
+    metadata are needed). With only ``owner``: delete every object labelled as owned by it
+    (common kinds plus ``kinds``; CRDs never). Test mode sends the same DELETE with
+    ``dryRun=All``.
+    """
+    redact.install_log_filter()
+    test = bool(__opts__.get("test"))
+    try:
+        items = _manifests(manifest, manifests) if (manifest or manifests) else []
+        if not items and not owner:
+            raise InputError("give manifest/manifests (the objects) or owner (all it owns)")
+        k = _client(kubeconfig)
+        if items:
+            changes = kube.remove(k, items, dry_run=test)
+        else:
+            todo = set(kube.DEFAULT_PRUNE_KINDS) | {tuple(x) for x in (kinds or [])}
+            changes = kube.prune(k, kube.check_owner(str(owner)), [], kinds=todo, dry_run=test)
+    except kube.ConvergeError as exc:
+        return loaderkit.state_ret(name, exc.changes, False, str(exc))
+    except PalplatError as exc:
+        return loaderkit.failed(name, exc)
+    if not changes:
+        return loaderkit.state_ret(name, {}, True, "already absent")
+    verb = "would delete" if test else "deleted"
+    return loaderkit.state_ret(
+        name, changes, None if test else True, f"{verb} {len(changes)}: {', '.join(changes)}"
+    )
