@@ -286,5 +286,9 @@ K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 
 
 def kubeconfig_path(cfg: PalplatPillar) -> str:
-    """The kubeconfig every Kubernetes/Helm state uses: the pillar's, else k3s's own."""
-    return cfg.k3s.kubeconfig or K3S_KUBECONFIG
+    """The kubeconfig every Kubernetes/Helm state uses: the pillar's, else k3s's own
+    (under ``palplat:k3s:root``, which is ``/`` outside tests)."""
+    if cfg.k3s.kubeconfig:
+        return cfg.k3s.kubeconfig
+    root = cfg.k3s.root or "/"
+    return K3S_KUBECONFIG if root == "/" else root.rstrip("/") + K3S_KUBECONFIG

@@ -265,6 +265,12 @@ class K3s(Model):
     source: K3sSource = K3sSource()
     allow_downgrade: bool = False
     ready_timeout: Annotated[int, Field(ge=10, le=3600)] = 300
+    root: str = Field(
+        "/", description="Filesystem root every k3s path lives under (tests use a tmp dir)."
+    )
+    service_manager: Literal["auto", "systemd", "processes"] = Field(
+        "auto", description="auto: systemd where it runs, else plain processes."
+    )
 
 
 # ---------------------------------------------------------------------------- helm
