@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parents[2]
 STATE_FILE = "controlplane.json"
 COMPONENTS = ("kine", "kube-apiserver", "kube-controller-manager")
 SERVICE_CIDR = "10.0.0.0/24"
+GRACE_S = {"kube-apiserver": 5.0, "kube-controller-manager": 5.0}
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
@@ -275,9 +276,7 @@ def make_pki(pki: Path) -> None:
                     "kubernetes.default.svc.cluster.local",
                 )
             ]
-            names += [
-                x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "10.0.0.1")
-            ]
+            names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "10.0.0.1")]
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         return key, builder.sign(ca_key, hashes.SHA256())
 
@@ -336,7 +335,9 @@ def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
                 },
             }
         ],
-        "contexts": [{"name": "palplat-test", "context": {"cluster": "palplat-test", "user": user}}],
+        "contexts": [
+            {"name": "palplat-test", "context": {"cluster": "palplat-test", "user": user}}
+        ],
         "current-context": "palplat-test",
     }
     _write(path, json.dumps(cfg, indent=2).encode())
@@ -435,7 +436,9 @@ class ControlPlane:
     def _stop(self, comp: str) -> None:
         pid = self.state["pids"].get(comp)
         if pid:
-            _terminate(pid, self.state["exes"].get(comp))
+            # kube-apiserver stops serving at once on SIGTERM but can then hang for a long
+            # time on open watches; its data is in kine, so a SIGKILL after 5 s is harmless.
+            _terminate(pid, self.state["exes"].get(comp), GRACE_S.get(comp, 15))
         proc = self._procs.pop(comp, None)
         if proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -445,9 +448,7 @@ class ControlPlane:
 
     def _check_alive(self, comp: str) -> None:
         if not _pid_alive(self.state["pids"].get(comp), self.state["exes"].get(comp)):
-            raise ControlPlaneError(
-                f"{comp} exited during start-up\n{tail(self.logs()[comp], 60)}"
-            )
+            raise ControlPlaneError(f"{comp} exited during start-up\n{tail(self.logs()[comp], 60)}")
 
     def _bin(self, name: str) -> str:
         path = find_bin(name)
