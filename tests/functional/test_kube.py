@@ -1,0 +1,613 @@
+"""palplat.kube and the palplat_kube modules against the real kube-apiserver.
+
+The control plane has no kubelet: Deployments never become Available and Jobs never
+complete, which is what the wait-timeout tests rely on. Objects are read back with the
+official client (``kube_api``), not through palplat.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+
+import pytest
+
+from palplat import kube, redact
+from palplat.errors import WaitTimeout
+from palplat.secret import Secret
+
+pytestmark = [pytest.mark.controlplane]
+
+
+@pytest.fixture
+def k(kubeconfig):
+    client = kube.Kube(kubeconfig)
+    yield client
+    client.close()
+
+
+def reset(kc: kube.Kube) -> None:
+    kc.stats.update(requests=0, writes=0)
+    kc.stats["verbs"].clear()
+
+
+def cm(ns, name="settings", data=None, **meta):
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": ns, **meta},
+        "data": data if data is not None else {"level": "info"},
+    }
+
+
+def deployment(ns, name="web", image="nginx:1.27", replicas=1):
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": image,
+                            "ports": [{"containerPort": 80}],
+                            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def service(ns, name="web"):
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 80}]},
+    }
+
+
+def read_cm(kube_api, ns, name):
+    from kubernetes import client
+
+    return client.CoreV1Api(kube_api).read_namespaced_config_map(name, ns)
+
+
+def owner_id() -> str:
+    return "t-" + uuid.uuid4().hex[:8]
+
+
+# ----------------------------------------------------------------- create / no-op / change
+
+
+def test_create_noop_change(k, namespace, kube_api):
+    owner = owner_id()
+    objs = [cm(namespace), deployment(namespace), service(namespace)]
+    out = kube.converge(k, objs, owner=owner, dry_run=False)
+    assert set(out["actions"].values()) == {"create"}
+    assert set(out["changes"]) == {
+        f"ConfigMap/{namespace}/settings",
+        f"Deployment/{namespace}/web",
+        f"Service/{namespace}/web",
+    }
+    live = read_cm(kube_api, namespace, "settings")
+    assert live.data == {"level": "info"}
+    assert live.metadata.labels == {
+        "app.kubernetes.io/managed-by": "palplat",
+        "palplat.io/owner": owner,
+    }
+    assert [f.manager for f in live.metadata.managed_fields] == ["palplat"]
+    assert live.metadata.managed_fields[0].operation == "Apply"
+    rv = live.metadata.resource_version
+
+    # no-op: one LIST per kind, no write, nothing changed on the server
+    reset(k)
+    out = kube.converge(k, objs, owner=owner, dry_run=False)
+    assert out["changes"] == {}
+    assert set(out["actions"].values()) == {"nothing"}
+    assert k.stats["writes"] == 0
+    assert k.stats["requests"] == 3, dict(k.stats["verbs"])
+    assert read_cm(kube_api, namespace, "settings").metadata.resource_version == rv
+
+    # one field changes: the diff shows only that field
+    objs[0] = cm(namespace, data={"level": "debug"})
+    out = kube.converge(k, objs, owner=owner, dry_run=False)
+    assert out["changes"] == {
+        f"ConfigMap/{namespace}/settings": {"data.level": {"old": "info", "new": "debug"}}
+    }
+    assert out["actions"][f"Deployment/{namespace}/web"] == "nothing"
+    assert read_cm(kube_api, namespace, "settings").data == {"level": "debug"}
+
+    # an image change in a nested list: one path
+    objs[1] = deployment(namespace, image="nginx:1.28")
+    out = kube.converge(k, objs, owner=owner, dry_run=True)
+    assert out["changes"] == {
+        f"Deployment/{namespace}/web": {
+            "spec.template.spec.containers[web].image": {"old": "nginx:1.27", "new": "nginx:1.28"}
+        }
+    }
+
+
+def test_test_mode_is_dry_run_of_the_same_apply(k, namespace, kube_api):
+    owner = owner_id()
+    kube.converge(k, [cm(namespace)], owner=owner, dry_run=False)
+    rv = read_cm(kube_api, namespace, "settings").metadata.resource_version
+    reset(k)
+    changed = [cm(namespace, data={"level": "warn", "extra": "1"})]
+    plan = kube.converge(k, changed, owner=owner, dry_run=True)
+    assert plan["changes"] == {
+        f"ConfigMap/{namespace}/settings": {
+            "data.level": {"old": "info", "new": "warn"},
+            "data.extra": {"old": None, "new": "1"},
+        }
+    }
+    assert k.stats["writes"] == 0
+    assert k.stats["verbs"]["PATCH dry-run"] == 1
+    live = read_cm(kube_api, namespace, "settings")
+    assert live.metadata.resource_version == rv and live.data == {"level": "info"}
+    # the real run reports exactly what test mode predicted
+    real = kube.converge(k, changed, owner=owner, dry_run=False)
+    assert real["changes"] == plan["changes"]
+    # a create in test mode creates nothing
+    plan = kube.converge(k, [cm(namespace, name="later")], owner=owner, dry_run=True)
+    assert plan["actions"] == {f"ConfigMap/{namespace}/later": "create"}
+    assert k.get("v1", "ConfigMap", "later", namespace) is None
+
+
+def test_drift_reported_and_corrected(k, namespace, kube_api):
+    from kubernetes import client
+
+    owner = owner_id()
+    objs = [cm(namespace, data={"level": "info", "mode": "a"})]
+    kube.converge(k, objs, owner=owner, dry_run=False)
+    # a hand edit (kubectl edit = an Update by another manager)
+    client.CoreV1Api(kube_api).patch_namespaced_config_map(
+        "settings", namespace, {"data": {"level": "hand-edited"}}
+    )
+    plan = kube.converge(k, objs, owner=owner, dry_run=True)
+    assert plan["changes"] == {
+        f"ConfigMap/{namespace}/settings": {"data.level": {"old": "hand-edited", "new": "info"}}
+    }
+    out = kube.converge(k, objs, owner=owner, dry_run=False)
+    assert out["changes"] == plan["changes"]
+    assert read_cm(kube_api, namespace, "settings").data == {"level": "info", "mode": "a"}
+    reset(k)
+    assert kube.converge(k, objs, owner=owner, dry_run=False)["changes"] == {}
+    assert k.stats["writes"] == 0
+
+
+def test_removed_field_is_removed(k, namespace, kube_api):
+    owner = owner_id()
+    kube.converge(k, [cm(namespace, data={"a": "1", "b": "2"})], owner=owner, dry_run=False)
+    out = kube.converge(k, [cm(namespace, data={"a": "1"})], owner=owner, dry_run=False)
+    assert out["changes"] == {
+        f"ConfigMap/{namespace}/settings": {"data.b": {"old": "2", "new": None}}
+    }
+    assert read_cm(kube_api, namespace, "settings").data == {"a": "1"}
+
+
+# ------------------------------------------------------------------------------ prune
+
+
+def test_prune_deletes_only_owned(k, namespace, kube_api):
+    from kubernetes import client
+
+    mine, other = owner_id(), owner_id()
+    kube.converge(
+        k,
+        [cm(namespace, "keep"), cm(namespace, "drop"), service(namespace, "gone")],
+        owner=mine,
+        dry_run=False,
+    )
+    kube.converge(k, [cm(namespace, "theirs")], owner=other, dry_run=False)
+    client.CoreV1Api(kube_api).create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="unlabelled"))
+    )
+    # test mode: reported, nothing deleted
+    plan = kube.converge(k, [cm(namespace, "keep")], owner=mine, dry_run=True, prune=True)
+    assert plan["actions"] == {
+        f"ConfigMap/{namespace}/keep": "nothing",
+        f"ConfigMap/{namespace}/drop": "delete",
+        f"Service/{namespace}/gone": "delete",
+    }
+    assert k.get("v1", "ConfigMap", "drop", namespace) is not None
+    out = kube.converge(k, [cm(namespace, "keep")], owner=mine, dry_run=False, prune=True)
+    assert out["changes"] == plan["changes"]
+    names = {
+        c.metadata.name
+        for c in client.CoreV1Api(kube_api).list_namespaced_config_map(namespace).items
+    }
+    assert {"keep", "theirs", "unlabelled"} <= names and "drop" not in names
+    assert k.get("v1", "Service", "gone", namespace) is None
+    reset(k)
+    again = kube.converge(k, [cm(namespace, "keep")], owner=mine, dry_run=False, prune=True)
+    assert again["changes"] == {} and k.stats["writes"] == 0
+
+
+# ---------------------------------------------------------------------- CRDs and waiting
+
+
+def crd(group):
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "properties": {"size": {"type": "integer", "minimum": 1}},
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def test_crd_established_then_cr(k, namespace):
+    group = f"t{uuid.uuid4().hex[:8]}.example.com"
+    owner = owner_id()
+    widget = {
+        "apiVersion": f"{group}/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w1", "namespace": namespace},
+        "spec": {"size": 3},
+    }
+    try:
+        # the CR is listed first: converge still puts the CRD first and waits for it
+        plan = kube.converge(k, [widget, crd(group)], owner=owner, dry_run=True)
+        assert list(plan["actions"].values()) == ["create", "create"]
+        assert list(plan["actions"])[0] == f"CustomResourceDefinition/widgets.{group}"
+        events = []
+        out = kube.converge(
+            k,
+            [widget, crd(group)],
+            owner=owner,
+            dry_run=False,
+            progress=lambda phase, msg, **kw: events.append(phase),
+        )
+        assert out["actions"][f"Widget/{namespace}/w1"] == "create"
+        assert "done" in events
+        got = kube.wait(k, [crd(group)], timeout=10)
+        assert got["ready"] == [f"CustomResourceDefinition/widgets.{group}"]
+        assert k.get(f"{group}/v1", "Widget", "w1", namespace)["spec"] == {"size": 3}
+        reset(k)
+        assert kube.converge(k, [widget, crd(group)], owner=owner, dry_run=False)["changes"] == {}
+        assert k.stats["writes"] == 0
+        # a CR that breaks the CRD schema is rejected by the server, in test mode too
+        bad = dict(widget, spec={"size": 0})
+        with pytest.raises(kube.ConvergeError, match=r"Widget/.*/w1.*422.*spec.size"):
+            kube.converge(k, [bad], owner=owner, dry_run=True)
+        # prune never deletes CRDs
+        out = kube.converge(
+            k,
+            [],
+            owner=owner,
+            dry_run=False,
+            prune=True,
+            prune_kinds=[("apiextensions.k8s.io/v1", "CustomResourceDefinition")],
+        )
+        assert k.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"widgets.{group}")
+    finally:
+        k.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"widgets.{group}")
+
+
+def test_wait_timeout_names_what_is_not_ready(k, namespace):
+    owner = owner_id()
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "migrate", "namespace": namespace},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "m", "image": "busybox"}],
+                }
+            }
+        },
+    }
+    objs = [cm(namespace), deployment(namespace), job]
+    kube.converge(k, objs, owner=owner, dry_run=False)
+    phases = []
+    t0 = time.monotonic()
+    with pytest.raises(WaitTimeout) as exc:
+        kube.wait(
+            k,
+            objs + [("v1", "Namespace", namespace)],
+            timeout=3,
+            progress=lambda phase, msg, **kw: phases.append((phase, msg)),
+        )
+    took = time.monotonic() - t0
+    assert 3 <= took < 8
+    msg = str(exc.value)
+    assert f"2 of 4 object(s) not ready: Deployment/{namespace}/web (" in msg
+    assert f"Job/{namespace}/migrate (" in msg and "Complete" in msg
+    assert f"ready: ConfigMap/{namespace}/settings, Namespace/{namespace}" in msg
+    assert set(exc.value.partial["not_ready"]) == {
+        f"Deployment/{namespace}/web",
+        f"Job/{namespace}/migrate",
+    }
+    assert exc.value.partial["ready"] == [
+        f"ConfigMap/{namespace}/settings",
+        f"Namespace/{namespace}",
+    ]
+    assert phases[0][0] == "start" and phases[-1][0] == "timeout"
+    assert any(p == "waiting" for p, _ in phases)
+
+
+def test_wait_namespace_active_and_missing_object(k, namespace):
+    assert kube.wait(k, [("v1", "Namespace", namespace)], timeout=5)["ready"] == [
+        f"Namespace/{namespace}"
+    ]
+    with pytest.raises(WaitTimeout, match=r"ConfigMap/.*/nope \(does not exist\); none ready"):
+        kube.wait(k, [("v1", "ConfigMap", "nope", namespace)], timeout=1)
+
+
+# ------------------------------------------------------------------------ rejections
+
+
+def test_admission_rejection_is_a_clear_error(k, namespace):
+    """A ValidatingAdmissionPolicy (in-process CEL admission) denies the object."""
+    name = f"palplat-deny-{uuid.uuid4().hex[:6]}"
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["configmaps"],
+                    }
+                ]
+            },
+            "validations": [
+                {
+                    "expression": "!has(object.data) || !('forbidden' in object.data)",
+                    "message": "configmaps may not carry a 'forbidden' key",
+                }
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+            },
+        },
+    }
+    owner = owner_id()
+    try:
+        kube.converge(k, [policy, binding], owner=owner, dry_run=False)
+        bad = cm(namespace, data={"forbidden": "x"})
+        deadline = time.monotonic() + 20  # the policy reaches the admission chain in a moment
+        while True:
+            try:
+                kube.converge(k, [bad], owner=owner, dry_run=True)
+            except kube.ConvergeError as exc:
+                err = exc
+                break
+            assert time.monotonic() < deadline, "the admission policy never took effect"
+            time.sleep(0.5)
+        msg = str(err)
+        assert f"apply ConfigMap/{namespace}/settings" in msg
+        assert "configmaps may not carry a 'forbidden' key" in msg
+        assert err.status in (403, 422)
+        with pytest.raises(kube.ConvergeError, match="may not carry"):
+            kube.converge(k, [bad], owner=owner, dry_run=False)
+        assert k.get("v1", "ConfigMap", "settings", namespace) is None
+    finally:
+        k.delete("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", name)
+        k.delete("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", name)
+
+
+def test_invalid_object_and_unknown_kind(k, namespace):
+    bad = deployment(namespace)
+    bad["spec"]["template"]["spec"]["containers"][0]["name"] = "Not_A_DNS_Name"
+    with pytest.raises(kube.ConvergeError, match=r"422 Invalid.*fix the manifest"):
+        kube.converge(k, [bad], owner=owner_id(), dry_run=True)
+    ghost = {"apiVersion": "nope.example.com/v1", "kind": "Ghost", "metadata": {"name": "g"}}
+    with pytest.raises(kube.KubeError, match="does not serve kind Ghost.*CustomResourceDefinition"):
+        kube.converge(k, [ghost], owner=owner_id(), dry_run=True)
+
+
+# ----------------------------------------------------------------------------- secrets
+
+
+def test_secret_values_never_shown(k, namespace):
+    pw, pw2 = "pw-" + uuid.uuid4().hex, "pw-" + uuid.uuid4().hex
+    token = "tok-" + uuid.uuid4().hex
+    Secret(token)  # a pillar secret that ends up in a ConfigMap
+    owner = owner_id()
+
+    def objs(p):
+        return [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "db", "namespace": namespace},
+                "stringData": {"password": p, "user": "app"},
+            },
+            cm(namespace, data={"url": f"postgres://app:{token}@db"}),
+        ]
+
+    forbidden = [
+        pw,
+        pw2,
+        token,
+        base64.b64encode(pw.encode()).decode(),
+        base64.b64encode(pw2.encode()).decode(),
+    ]
+    outputs = [
+        kube.converge(k, objs(pw), owner=owner, dry_run=True),
+        kube.converge(k, objs(pw), owner=owner, dry_run=False),
+        kube.converge(k, objs(pw), owner=owner, dry_run=False),
+    ]
+    plan = kube.converge(k, objs(pw2), owner=owner, dry_run=True)
+    assert plan["changes"] == {
+        f"Secret/{namespace}/db": {"data.password": {"old": "<hidden>", "new": "<hidden>"}}
+    }
+    outputs += [plan, kube.converge(k, objs(pw2), owner=owner, dry_run=False)]
+    outputs.append(kube.masked(k.get("v1", "Secret", "db", namespace)))
+    outputs.append(kube.masked(k.list("v1", "Secret", namespace)))
+    assert outputs[2]["changes"] == {}
+    text = json.dumps(outputs)
+    for value in forbidden:
+        assert value not in text
+    assert (
+        base64.b64decode(k.get("v1", "Secret", "db", namespace)["data"]["password"]).decode() == pw2
+    )
+    redact.clear()
+
+
+# ---------------------------------------------------------------------- API outage
+
+
+@pytest.mark.slow
+def test_api_server_down_then_back(k, namespace, control_plane):
+    owner = owner_id()
+    objs = [cm(namespace, "one"), cm(namespace, "two")]
+    kube.converge(k, objs[:1], owner=owner, dry_run=False)
+    control_plane.stop_apiserver()
+    try:
+        with pytest.raises(kube.KubeError, match="cannot reach the Kubernetes API server"):
+            kube.converge(k, objs, owner=owner, dry_run=False)
+    finally:
+        control_plane.start_apiserver()
+    out = kube.converge(k, objs, owner=owner, dry_run=False)
+    assert out["actions"] == {
+        f"ConfigMap/{namespace}/one": "nothing",
+        f"ConfigMap/{namespace}/two": "create",
+    }
+    assert kube.converge(k, objs, owner=owner, dry_run=False)["changes"] == {}
+
+
+# ------------------------------------------------------------------- through Salt's loader
+
+
+@pytest.fixture(scope="module")
+def loaders(kubeconfig, tmp_path_factory):
+    import salt.config
+    from saltfactories.utils.functional import Loaders
+
+    from tests.support.saltenv import REPO
+
+    root = tmp_path_factory.mktemp("kube-minion")
+    for d in ("srv", "pillar"):
+        (root / d).mkdir()
+    opts = salt.config.minion_config(None)
+    opts.update(
+        id="kube-functional",
+        root_dir=str(root),
+        cachedir=str(root / "cache"),
+        pki_dir=str(root / "pki"),
+        sock_dir=str(root / "sock"),
+        extension_modules=str(root / "extmods"),
+        log_file=str(root / "minion.log"),
+        file_client="local",
+        file_roots={"base": [str(root / "srv")]},
+        pillar_roots={"base": [str(root / "pillar")]},
+        module_dirs=[str(REPO / "_modules")],
+        states_dirs=[str(REPO / "_states")],
+        pillar={"palplat": {"k3s": {"mode": "external", "kubeconfig": kubeconfig}}},
+    )
+    return Loaders(opts)
+
+
+@pytest.mark.salt
+def test_states_through_salt_loader(loaders, namespace, kube_api):
+    pw = "st-" + uuid.uuid4().hex
+    manifests = [
+        cm(namespace, data={"a": "1"}),
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds", "namespace": namespace},
+            "stringData": {"pw": pw},
+        },
+    ]
+    state = loaders.states.palplat_kube
+    ret = state.present("kube objects", manifests=manifests, test=True)
+    assert ret.result is None
+    assert set(ret.changes) == {f"ConfigMap/{namespace}/settings", f"Secret/{namespace}/creds"}
+    assert "would create 2" in ret.comment
+    assert loaders.modules.palplat_kube.get("v1", "ConfigMap", "settings", namespace) is None
+
+    ret = state.present("kube objects", manifests=manifests)
+    assert ret.result is True and len(ret.changes) == 2
+    assert (
+        read_cm(kube_api, namespace, "settings").metadata.labels["palplat.io/owner"]
+        == "kube-objects"
+    )
+
+    ret = state.present("kube objects", manifests=manifests)
+    assert ret.result is True and ret.changes == {}
+    ret = state.present("kube objects", manifests=manifests, test=True)
+    assert ret.result is True and ret.changes == {}
+
+    manifests[0] = cm(namespace, data={"a": "2"})
+    ret = state.present("kube objects", manifests=manifests, test=True)
+    assert ret.result is None
+    assert ret.changes == {f"ConfigMap/{namespace}/settings": {"data.a": {"old": "1", "new": "2"}}}
+    ret = state.present("kube objects", manifests=manifests)
+    assert ret.result is True and read_cm(kube_api, namespace, "settings").data == {"a": "2"}
+
+    got = loaders.modules.palplat_kube.get("v1", "Secret", "creds", namespace)
+    assert got["data"] == {"pw": "<hidden>"}
+    assert pw not in json.dumps(loaders.modules.palplat_kube.list("v1", "Secret", namespace))
+
+    # bad input: fails before anything changes, naming the problem
+    ret = state.present("bad", manifests=[{"kind": "ConfigMap"}])
+    assert ret.result is False and "manifests[0]: apiVersion, metadata.name missing" in ret.comment
+
+    # wait: the Deployment never becomes Available here
+    ret = state.present("waiter", manifest=deployment(namespace), wait=True, timeout=2)
+    assert ret.result is False
+    assert f"Deployment/{namespace}/web" in ret.comment and "not ready" in ret.comment
+    assert f"Deployment/{namespace}/web" in ret.changes
+
+    # absent: test mode is a dry-run delete; then deleted; then nothing to do
+    ret = state.absent("gone", manifest=manifests[0], test=True)
+    assert ret.result is None and f"ConfigMap/{namespace}/settings" in ret.changes
+    assert read_cm(kube_api, namespace, "settings")
+    ret = state.absent("gone", manifest=manifests[0])
+    assert ret.result is True and ret.changes
+    ret = state.absent("gone", manifest=manifests[0])
+    assert ret.result is True and ret.changes == {}
+    ret = state.absent("by owner", owner="kube-objects")
+    assert ret.result is True and list(ret.changes) == [f"Secret/{namespace}/creds"]
+    for r in [ret]:
+        assert pw not in json.dumps(r.changes) + r.comment
