@@ -477,3 +477,66 @@ def test_cli_up_env_down(tmp_path, kubectl_bin):
         assert out.stdout == "v"
     finally:
         run("down")
+
+
+# --------------------------------------------------------------------------- kwok
+
+
+def make_deployment_chart(root: Path) -> Path:
+    chart = root / "web"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: web\nversion: 0.1.0\n")
+    (chart / "values.yaml").write_text("replicas: 2\nimage: registry.invalid/web:1\n")
+    (chart / "templates" / "deploy.yaml").write_text(
+        textwrap.dedent(
+            """\
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata:
+              name: {{ .Release.Name }}
+            spec:
+              replicas: {{ .Values.replicas }}
+              selector:
+                matchLabels: {app: {{ .Release.Name }}}
+              template:
+                metadata:
+                  labels: {app: {{ .Release.Name }}}
+                spec:
+                  containers:
+                    - name: web
+                      image: {{ .Values.image }}
+            """
+        )
+    )
+    return chart
+
+
+@pytest.mark.helm
+@pytest.mark.slow
+def test_kwok_pods_run_and_helm_wait_returns(kwok_control_plane, helm_bin, tmp_path):
+    """With kwok's fake node, a Deployment becomes Available and `helm --wait` returns."""
+    from kubernetes import client, config
+
+    cp = kwok_control_plane
+    chart = make_deployment_chart(tmp_path / "charts")
+    env = dict(os.environ)
+    env.update(
+        KUBECONFIG=str(cp.kubeconfig),
+        HELM_CACHE_HOME=str(tmp_path / "helm" / "cache"),
+        HELM_CONFIG_HOME=str(tmp_path / "helm" / "config"),
+        HELM_DATA_HOME=str(tmp_path / "helm" / "data"),
+    )
+    proc = subprocess.run(
+        [helm_bin, "install", "web", str(chart), "-n", "default", "--wait", "--timeout", "90s"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    with config.new_client_from_config(config_file=str(cp.kubeconfig)) as api:
+        deploy = client.AppsV1Api(api).read_namespaced_deployment("web", "default")
+        assert deploy.status.available_replicas == 2
+        pods = client.CoreV1Api(api).list_namespaced_pod("default", label_selector="app=web")
+        assert {p.status.phase for p in pods.items} == {"Running"}
+        assert {p.spec.node_name for p in pods.items} == {"kwok-node-0"}

@@ -1,6 +1,7 @@
 """pytest plugin: a real control plane (tests/support/testenv.py) and helpers around it.
 
-Fixtures: ``control_plane`` (session), ``kubeconfig`` (str), ``kube_api``
+Fixtures: ``control_plane`` (session), ``kwok_control_plane`` (session, with fake nodes),
+``kubeconfig`` (str), ``kube_api``
 (kubernetes.client.ApiClient), ``namespace`` (fresh per test, deleted after), ``helm_bin``,
 ``kubectl_bin``. Tests that use the control plane and fail get the component log tails in
 their report.
@@ -35,6 +36,22 @@ def control_plane(tmp_path_factory):
     _skip_missing(testenv.COMPONENTS)
     cp = testenv.ControlPlane(tmp_path_factory.mktemp("controlplane"))
     cp.start(timeout=float(os.environ.get("PALPLAT_CP_TIMEOUT", "90")))
+    _ACTIVE.append(cp)
+    try:
+        yield cp
+    finally:
+        _ACTIVE.remove(cp)
+        cp.stop()
+
+
+@pytest.fixture(scope="session")
+def kwok_control_plane(tmp_path_factory):
+    """A second control plane with kube-scheduler, kwok and one fake node: pods get
+    scheduled and report Running, so Deployments become Available and ``helm --wait``
+    returns. Separate from ``control_plane`` so that tests there see a node-less cluster."""
+    _skip_missing(testenv.COMPONENTS + testenv.KWOK_COMPONENTS)
+    cp = testenv.ControlPlane(tmp_path_factory.mktemp("kwok-controlplane"))
+    cp.start(timeout=float(os.environ.get("PALPLAT_CP_TIMEOUT", "90")), kwok=True)
     _ACTIVE.append(cp)
     try:
         yield cp
@@ -96,6 +113,7 @@ def kubectl_bin() -> str:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    if report.failed and _ACTIVE and "control_plane" in getattr(item, "fixturenames", ()):
+    uses = {"control_plane", "kwok_control_plane"} & set(getattr(item, "fixturenames", ()))
+    if report.failed and _ACTIVE and uses:
         for cp in _ACTIVE:
             report.sections.append((f"control plane logs ({cp.workdir})", cp.log_tails(40)))

@@ -15,7 +15,7 @@ Library::
 
 CLI (state in ``DIR/controlplane.json``, so a later command can reattach)::
 
-    python -m tests.support.testenv up   --dir DIR
+    python -m tests.support.testenv up   --dir DIR [--kwok]
     python -m tests.support.testenv env  --dir DIR   # prints export lines for a shell
     python -m tests.support.testenv down --dir DIR
 """
@@ -41,6 +41,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 STATE_FILE = "controlplane.json"
 COMPONENTS = ("kine", "kube-apiserver", "kube-controller-manager")
+# Optional: fake nodes (kwok) whose pods report Running; kwok schedules nothing itself.
+KWOK_COMPONENTS = ("kube-scheduler", "kwok")
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+POD_CIDR = "10.244.0.1/16"
 SERVICE_CIDR = "10.0.0.0/24"
 GRACE_S = {"kube-apiserver": 5.0, "kube-controller-manager": 5.0}
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -343,6 +347,25 @@ def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
     _write(path, json.dumps(cfg, indent=2).encode())
 
 
+def _kwok_node(name: str) -> dict:
+    resources = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {KWOK_NODE_ANNOTATION: "fake"},
+            "labels": {
+                "type": "kwok",
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+            },
+        },
+        "status": {"allocatable": resources, "capacity": resources},
+    }
+
+
 # --------------------------------------------------------------------------- control plane
 
 
@@ -370,7 +393,10 @@ class ControlPlane:
 
     def logs(self) -> dict[str, Path]:
         """Log file of each component (they exist once the component was started)."""
-        return {c: self.logdir / f"{c}.log" for c in COMPONENTS}
+        return {c: self.logdir / f"{c}.log" for c in self._components()}
+
+    def _components(self) -> tuple[str, ...]:
+        return tuple(self.state.get("components") or COMPONENTS)
 
     def log_tails(self, lines: int = 40) -> str:
         """The last lines of every component log, as one printable block."""
@@ -404,11 +430,15 @@ class ControlPlane:
             raise ControlPlaneError(f"no control plane state in {cp.state_path}") from None
         return cp
 
+    def _alive(self, comp: str) -> bool:
+        proc = self._procs.get(comp)
+        if proc is not None:  # our child (it may not have exec'd yet: argv0 is not checked)
+            return proc.poll() is None
+        return _pid_alive(self.state["pids"].get(comp), self.state["exes"].get(comp))
+
     def running(self) -> dict[str, bool]:
         """Whether each component's recorded process is alive."""
-        return {
-            c: _pid_alive(self.state["pids"].get(c), self.state["exes"].get(c)) for c in COMPONENTS
-        }
+        return {c: self._alive(c) for c in self._components()}
 
     # ----- processes
     def _spawn(self, comp: str, argv: list[str]) -> None:
@@ -434,20 +464,25 @@ class ControlPlane:
         self._save()
 
     def _stop(self, comp: str) -> None:
-        pid = self.state["pids"].get(comp)
-        if pid:
-            # kube-apiserver stops serving at once on SIGTERM but can then hang for a long
-            # time on open watches; its data is in kine, so a SIGKILL after 5 s is harmless.
-            _terminate(pid, self.state["exes"].get(comp), GRACE_S.get(comp, 15))
+        # kube-apiserver stops serving at once on SIGTERM but can then hang for a long time
+        # on open watches; its data is in kine, so a SIGKILL after 5 s is harmless.
+        grace = GRACE_S.get(comp, 15)
         proc = self._procs.pop(comp, None)
+        pid = self.state["pids"].get(comp)
         if proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+            proc.terminate()
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        elif pid:
+            _terminate(pid, self.state["exes"].get(comp), grace)
         self.state["pids"].pop(comp, None)
         self._save()
 
     def _check_alive(self, comp: str) -> None:
-        if not _pid_alive(self.state["pids"].get(comp), self.state["exes"].get(comp)):
+        if not self._alive(comp):
             raise ControlPlaneError(f"{comp} exited during start-up\n{tail(self.logs()[comp], 60)}")
 
     def _bin(self, name: str) -> str:
@@ -540,8 +575,16 @@ class ControlPlane:
         ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
         return ctx
 
-    def _get(self, path: str, timeout: float = 2) -> tuple[int, bytes]:
+    def _get(self, path: str, timeout: float = 2, body: dict | None = None) -> tuple[int, bytes]:
+        """GET (or POST ``body`` as JSON) as the admin user: (status, response body)."""
         req = urllib.request.Request(self.server + path)
+        if body is not None:
+            req = urllib.request.Request(
+                self.server + path,
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
         try:
             with urllib.request.urlopen(req, timeout=timeout, context=self._ssl_context()) as r:  # noqa: S310
                 return r.status, r.read()
@@ -584,9 +627,13 @@ class ControlPlane:
         )
 
     # ----- lifecycle
-    def start(self, timeout: float = 60) -> ControlPlane:
-        """Start everything, wait until usable, write ``kubeconfig``. Returns self."""
-        for name in COMPONENTS:
+    def start(self, timeout: float = 60, kwok: bool = False, kwok_nodes: int = 1) -> ControlPlane:
+        """Start everything, wait until usable, write ``kubeconfig``. Returns self.
+
+        ``kwok=True`` adds kube-scheduler and kwok with ``kwok_nodes`` fake nodes, so pods
+        get scheduled and report Running (Deployments become Available, ``helm --wait``).
+        """
+        for name in COMPONENTS + (KWOK_COMPONENTS if kwok else ()):
             self._bin(name)
         if self.state_path.exists():
             old = ControlPlane.attach(self.workdir)
@@ -607,6 +654,8 @@ class ControlPlane:
             write_kubeconfig(self.kubeconfig, self.server, self.pki, "admin")
             self._start_controller_manager()
             self._wait_controllers(max(5.0, timeout - (time.monotonic() - started)))
+            if kwok:
+                self.start_kwok(kwok_nodes, max(5.0, timeout - (time.monotonic() - started)))
         except BaseException:
             self.stop()
             raise
@@ -616,8 +665,71 @@ class ControlPlane:
 
     def stop(self) -> None:
         """Stop every component this control plane started (data stays in ``workdir``)."""
-        for comp in reversed(COMPONENTS):
+        for comp in reversed(self._components()):
             self._stop(comp)
+
+    def start_kwok(self, nodes: int = 1, timeout: float = 60) -> list[str]:
+        """Add kube-scheduler, kwok and ``nodes`` fake nodes to a running control plane.
+
+        The nodes (``kwok-node-<i>``, annotation ``kwok.x-k8s.io/node: fake``, no taints)
+        take any pod; kwok reports the pods Running and Ready. Returns the node names.
+        """
+        for name in KWOK_COMPONENTS:
+            self._bin(name)
+        self.state["components"] = list(COMPONENTS + KWOK_COMPONENTS)
+        kcfg = self.workdir / "controller-manager.kubeconfig"
+        if not self._alive("kube-scheduler"):
+            self._spawn(
+                "kube-scheduler",
+                [
+                    self._bin("kube-scheduler"),
+                    f"--kubeconfig={kcfg}",
+                    "--bind-address=127.0.0.1",
+                    "--secure-port=0",
+                    "--leader-elect=false",
+                    "--profiling=false",
+                    "--v=1",
+                ],
+            )
+        if not self._alive("kwok"):
+            self._spawn(
+                "kwok",
+                [
+                    self._bin("kwok"),
+                    f"--kubeconfig={kcfg}",
+                    "--manage-all-nodes=false",
+                    f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+                    "--node-ip=127.0.0.1",
+                    f"--cidr={POD_CIDR}",
+                ],
+            )
+        names = [f"kwok-node-{i}" for i in range(nodes)]
+        for name in names:
+            code, out = self._get("/api/v1/nodes", body=_kwok_node(name))
+            if code not in (201, 409):
+                raise ControlPlaneError(f"creating node {name}: HTTP {code} {out[-300:]!r}")
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_alive("kwok")
+            self._check_alive("kube-scheduler")
+            ready = [n for n in names if self._node_ready(n)]
+            if len(ready) == len(names):
+                break
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"kwok nodes not Ready after {timeout}s ({ready} of {names})\n"
+                    f"{self.log_tails(30)}"
+                )
+            time.sleep(0.2)
+        self._save()
+        return names
+
+    def _node_ready(self, name: str) -> bool:
+        code, out = self._get(f"/api/v1/nodes/{name}")
+        if code != 200:
+            return False
+        conditions = json.loads(out).get("status", {}).get("conditions") or []
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
     def __enter__(self) -> ControlPlane:
         return self.start()
@@ -643,6 +755,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("up", "down", "env", "logs"))
     parser.add_argument("--dir", required=True, type=Path, help="work directory (state, data)")
     parser.add_argument("--timeout", type=float, default=60)
+    parser.add_argument(
+        "--kwok", action="store_true", help="up: add kube-scheduler, kwok and a fake node"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "up":
@@ -652,7 +767,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
         cp = ControlPlane(args.dir, detach=True)
         try:
-            cp.start(timeout=args.timeout)
+            cp.start(timeout=args.timeout, kwok=args.kwok)
         except ControlPlaneError as exc:
             print(exc, file=sys.stderr)
             return 1
