@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-import signal
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -155,8 +155,24 @@ class Systemd(ServiceManager):
     def stop(self, name: str) -> None:
         self._ctl("stop", name)
 
-    def restart(self, name: str) -> None:
+    def main_pid(self, name: str) -> int:
+        res = self._ctl("show", "--property=MainPID", "--value", name, check=False)
+        try:
+            return int(res.stdout.strip() or 0)
+        except ValueError:
+            return 0
+
+    def restart(self, name: str, timeout: float = 120) -> None:
+        # --no-block, then wait for a new main process: the caller's readiness wait must
+        # not see the old process still answering.
+        old = self.main_pid(name)
         self._ctl("restart", "--no-block", name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.main_pid(name)
+            if pid and pid != old:
+                return
+            time.sleep(0.5)
 
     def enable(self, name: str) -> None:
         self._ctl("enable", name)
@@ -316,7 +332,9 @@ class Processes(ServiceManager):
 def manager(kind: str = "auto", root: str | os.PathLike = "/") -> ServiceManager:
     """The service manager for ``kind`` (auto, systemd or processes)."""
     if kind == "auto":
-        kind = "systemd" if str(root) == "/" and os.path.isdir("/run/systemd/system") else "processes"
+        kind = (
+            "systemd" if str(root) == "/" and os.path.isdir("/run/systemd/system") else "processes"
+        )
     if kind == "systemd":
         return Systemd(root)
     if kind == "processes":

@@ -1,0 +1,319 @@
+#!/usr/bin/env python3
+"""Stand-in for the ``k3s`` executable (tests only): behaves as k3s does for palplat.
+
+Served by :class:`tests.support.fake_k3s.ReleaseServer`, which fills in the version, the
+interpreter and the repository path. What it does:
+
+- ``k3s --version``: ``k3s version <VERSION> (...)`` like the real binary;
+- ``k3s server --config FILE``: checks the token against ``<data-dir>/server/token`` (k3s
+  refuses a different token for existing data), starts the test control plane
+  (``tests.support.testenv.ControlPlane``) in ``<data-dir>/server/controlplane``, writes the
+  kubeconfig where k3s writes it (``write-kubeconfig``, mode ``write-kubeconfig-mode``),
+  serves the supervisor endpoints agents use (``/cacerts``, ``/v1-k3s/client-ca.crt`` with
+  basic auth by token) on a stable port recorded in ``<data-dir>/server/supervisor-url``,
+  registers its Node and keeps it Ready;
+- ``k3s agent --config FILE``: validates the token against ``server`` like k3s
+  (CA hash of a full token, then basic auth), writes ``<data-dir>/agent/kubelet.kubeconfig``,
+  registers its Node and keeps it Ready.
+
+``<data-dir>/fake-k3s.json`` can hold ``{"never_ready": true}`` (the process runs but
+nothing ever becomes ready).
+"""
+
+import base64
+import datetime
+import hashlib
+import http.server
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+VERSION = "@@VERSION@@"
+REPO = "@@REPO@@"
+sys.path.insert(0, REPO)
+
+import yaml  # noqa: E402
+
+STOP = threading.Event()
+
+
+def log(msg):
+    print(f"{time.strftime('%H:%M:%S')} k3s-standin {VERSION}: {msg}", flush=True)
+
+
+def parse_args(argv):
+    cfg_path = "/etc/rancher/k3s/config.yaml"
+    flags = {}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("--config", "-c"):
+            cfg_path = argv[i + 1]
+            i += 2
+            continue
+        if a.startswith("--") and "=" in a:
+            k, v = a[2:].split("=", 1)
+            flags[k] = v
+        i += 1
+    cfg = {}
+    if os.path.exists(cfg_path):
+        cfg = yaml.safe_load(Path(cfg_path).read_text()) or {}
+    cfg.update(flags)
+    return cfg
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def node_loop(kubeconfig, name, role):
+    """Register the node and keep its Ready condition fresh (what the kubelet does)."""
+    from kubernetes import client, config
+
+    api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+    labels = {"kubernetes.io/hostname": name, "palplat.test/fake-k3s": "true"}
+    if role == "server":
+        labels["node-role.kubernetes.io/control-plane"] = "true"
+    first = now()
+    while not STOP.is_set():
+        try:
+            try:
+                api.read_node(name)
+            except client.exceptions.ApiException as exc:
+                if exc.status != 404:
+                    raise
+                api.create_node(
+                    client.V1Node(metadata=client.V1ObjectMeta(name=name, labels=labels))
+                )
+            api.patch_node_status(
+                name,
+                {
+                    "status": {
+                        "conditions": [
+                            {
+                                "type": "Ready",
+                                "status": "True",
+                                "reason": "KubeletReady",
+                                "message": "k3s stand-in is posting ready status",
+                                "lastHeartbeatTime": now(),
+                                "lastTransitionTime": first,
+                            }
+                        ],
+                        "nodeInfo": {
+                            "kubeletVersion": VERSION,
+                            "kubeProxyVersion": VERSION,
+                            "containerRuntimeVersion": "containerd://fake",
+                            "operatingSystem": "linux",
+                            "architecture": "amd64",
+                            "machineID": "",
+                            "systemUUID": "",
+                            "bootID": "",
+                            "kernelVersion": "",
+                            "osImage": "fake",
+                        },
+                    }
+                },
+            )
+            # like the kubelet: finish the graceful deletion of pods on this node
+            pods = api.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={name}")
+            for pod in pods.items:
+                if pod.metadata.deletion_timestamp is not None:
+                    api.delete_namespaced_pod(
+                        pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0
+                    )
+        except Exception as exc:  # noqa: BLE001 - keep trying like a kubelet
+            log(f"node status: {exc}")
+        STOP.wait(2)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def token_parts(token, default_user):
+    m = re.match(r"^K10([0-9a-f]{64})::([^:]+):(.+)$", token)
+    if m:
+        return m.group(1), m.group(2), m.group(3)
+    return None, default_user, token
+
+
+def serve_supervisor(port, pki, passwords, kubeconfig):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def _authed(self):
+            h = self.headers.get("Authorization", "")
+            if not h.startswith("Basic "):
+                return False
+            try:
+                user, _, pw = base64.b64decode(h[6:]).decode().partition(":")
+            except ValueError:
+                return False
+            return user in ("server", "node") and pw in passwords
+
+        def _send(self, code, body=b"", ctype="text/plain"):
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):  # noqa: N802
+            if self.path == "/cacerts":
+                return self._send(200, (pki / "ca.crt").read_bytes())
+            if self.path == "/ping":
+                return self._send(200, b"pong")
+            if self.path.startswith("/v1-k3s/"):
+                if not self._authed():
+                    return self._send(401, b"Unauthorized")
+                if self.path == "/v1-k3s/client-ca.crt":
+                    return self._send(200, (pki / "ca.crt").read_bytes())
+                if self.path == "/v1-k3s/standin-kubeconfig":
+                    return self._send(200, Path(kubeconfig).read_bytes())
+            return self._send(404, b"not found")
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(pki / "apiserver.crt"), str(pki / "apiserver.key"))
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def behaviour(data_dir):
+    try:
+        return json.loads((data_dir / "fake-k3s.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def server(cfg):
+    from tests.support import testenv
+
+    data_dir = Path(cfg.get("data-dir", "/var/lib/rancher/k3s"))
+    sdir = data_dir / "server"
+    sdir.mkdir(parents=True, exist_ok=True)
+    cpdir = sdir / "controlplane"
+    pki = cpdir / "pki"
+    cpdir.mkdir(parents=True, exist_ok=True)
+    testenv.make_pki(pki)
+    ca_hash = hashlib.sha256((pki / "ca.crt").read_bytes()).hexdigest()
+    token_file = sdir / "token"
+    want = str(cfg.get("token", ""))
+    if token_file.exists():
+        _, _, have = token_parts(token_file.read_text().strip(), "server")
+        if want and token_parts(want, "server")[2] != have:
+            log("starting k3s: bootstrap data already found and encrypted with different token")
+            return 1
+        password = have
+    else:
+        password = token_parts(want, "server")[2] if want else secrets.token_hex(16)
+        token_file.write_text(f"K10{ca_hash}::server:{password}\n")
+        os.chmod(token_file, 0o600)
+    if behaviour(data_dir).get("never_ready"):
+        log("never_ready: running without ever becoming ready")
+        STOP.wait()
+        return 0
+    cp = testenv.ControlPlane(cpdir)
+    cp.start(timeout=90)
+    kubeconfig = Path(cfg.get("write-kubeconfig", "/etc/rancher/k3s/k3s.yaml"))
+    kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+    tmp = kubeconfig.with_name(kubeconfig.name + ".tmp")
+    shutil.copyfile(cp.kubeconfig, tmp)
+    os.chmod(tmp, int(str(cfg.get("write-kubeconfig-mode", "0600")), 8))
+    os.replace(tmp, kubeconfig)
+    port_file = sdir / "supervisor-port"
+    port = int(port_file.read_text()) if port_file.exists() else free_port()
+    port_file.write_text(str(port))
+    passwords = {password}
+    if cfg.get("agent-token"):
+        passwords.add(token_parts(str(cfg["agent-token"]), "node")[2])
+    srv = serve_supervisor(port, pki, passwords, cp.kubeconfig)
+    (sdir / "supervisor-url").write_text(f"https://127.0.0.1:{port}\n")
+    name = str(cfg.get("node-name") or socket.gethostname()).lower()
+    t = threading.Thread(target=node_loop, args=(cp.kubeconfig, name, "server"), daemon=True)
+    t.start()
+    log(f"server ready: api {cp.server}, supervisor https://127.0.0.1:{port}, node {name}")
+    STOP.wait()
+    srv.shutdown()
+    cp.stop()
+    return 0
+
+
+def agent(cfg):
+    data_dir = Path(cfg.get("data-dir", "/var/lib/rancher/k3s"))
+    server_url = str(cfg.get("server", "")).rstrip("/")
+    token = str(cfg.get("token", ""))
+    if not server_url or not token:
+        log("--server and --token are required")
+        return 1
+    ca_hash, user, password = token_parts(token, "node")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+    while not STOP.is_set():
+        try:
+            with urllib.request.urlopen(f"{server_url}/cacerts", context=ctx, timeout=5) as r:  # noqa: S310
+                ca = r.read()
+            if ca_hash and hashlib.sha256(ca).hexdigest() != ca_hash:
+                log("token CA hash does not match the server's CA")
+                return 1
+            req = urllib.request.Request(f"{server_url}/v1-k3s/standin-kubeconfig", headers=auth)
+            with urllib.request.urlopen(req, context=ctx, timeout=5) as r:  # noqa: S310
+                kc = r.read()
+            break
+        except urllib.error.HTTPError as exc:
+            if exc.code == 401:
+                log("failed to validate token: Unauthorized")
+                return 1
+            log(f"waiting for server: {exc}")
+        except OSError as exc:
+            log(f"waiting for server: {exc}")
+        STOP.wait(2)
+    if behaviour(data_dir).get("never_ready"):
+        STOP.wait()
+        return 0
+    kpath = data_dir / "agent" / "kubelet.kubeconfig"
+    kpath.parent.mkdir(parents=True, exist_ok=True)
+    kpath.write_bytes(kc)
+    os.chmod(kpath, 0o600)
+    name = str(cfg.get("node-name") or socket.gethostname()).lower()
+    t = threading.Thread(target=node_loop, args=(kpath, name, "agent"), daemon=True)
+    t.start()
+    log(f"agent joined {server_url} as node {name}")
+    STOP.wait()
+    return 0
+
+
+def main(argv):
+    if not argv or argv[0] in ("--version", "-v", "version"):
+        print(f"k3s version {VERSION} (palplat-standin)\ngo version go1.24.0")
+        return 0
+    signal.signal(signal.SIGTERM, lambda *_: STOP.set())
+    signal.signal(signal.SIGINT, lambda *_: STOP.set())
+    cfg = parse_args(argv[1:])
+    if argv[0] == "server":
+        return server(cfg)
+    if argv[0] == "agent":
+        return agent(cfg)
+    print(f"k3s stand-in: unsupported command {argv[0]}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
