@@ -676,6 +676,7 @@ def _prepare(p: ReleasePlan, ctx: Context) -> None:
 
 def _apply_crds(p: ReleasePlan, ctx: Context, dry_run: bool) -> dict:
     """Create/upgrade the chart's CRDs by server-side apply (never deleted)."""
+    _prepare(p, ctx)
     text = ctx.helm.show_crds(chart_args(p.rel.chart))
     crds = [
         o for o in parse_manifest(text, p.namespace) if o.get("kind") == "CustomResourceDefinition"
