@@ -853,34 +853,43 @@ def converge(
             if live is not None and _unchanged(live, m):
                 actions[key] = "nothing"
                 continue
-            if dry_run and live is None and ns in new_namespaces:
-                # its namespace does not exist yet, so the server cannot dry-run it
+            if live is None:
+                # a create: the change is the manifest itself (short to review); in test
+                # mode the server still validates and admits it through a dry-run apply
                 actions[key] = "create"
-                changes[key] = diff(None, m)
-                continue
-            try:
-                would = kube.apply(m, dry_run=True)
-            except KubeError as exc:
-                raise ConvergeError(str(exc), changes, exc) from None
-            d = diff(live, would)
-            if not d:
-                actions[key] = "nothing"
-                if not dry_run and _hash(live) != _hash(m):
-                    kube.apply(m)  # record the new manifest hash: next run takes the fast path
-                continue
-            actions[key] = "create" if live is None else "patch"
-            if dry_run:
-                changes[key] = d
-                if ref.kind == "Namespace" and live is None:
-                    new_namespaces.add(ref.name)
-                continue
+                changes_now = diff(None, m)
+                if dry_run:
+                    if ns not in new_namespaces:  # else the server cannot dry-run it yet
+                        try:
+                            kube.apply(m, dry_run=True)
+                        except KubeError as exc:
+                            raise ConvergeError(str(exc), changes, exc) from None
+                    if ref.kind == "Namespace":
+                        new_namespaces.add(ref.name)
+                    changes[key] = changes_now
+                    continue
+            else:
+                try:
+                    would = kube.apply(m, dry_run=True)
+                except KubeError as exc:
+                    raise ConvergeError(str(exc), changes, exc) from None
+                changes_now = diff(live, would)
+                if not changes_now:
+                    actions[key] = "nothing"
+                    if not dry_run and _hash(live) != _hash(m):
+                        kube.apply(m)  # record the new manifest hash: next run is fast
+                    continue
+                actions[key] = "patch"
+                if dry_run:
+                    changes[key] = changes_now
+                    continue
             if progress:
                 progress("apply", f"{actions[key]} {key}", key=key)
             try:
                 result = kube.apply(m)
             except KubeError as exc:
                 raise ConvergeError(str(exc), changes, exc) from None
-            changes[key] = diff(live, result)
+            changes[key] = changes_now if live is None else diff(live, result)
             _verify(kube, m, result, key)
             if ref.kind == "CustomResourceDefinition":
                 new_crds[ref.name] = result
