@@ -149,11 +149,13 @@ def _terminate(pid: int, exe: str | None, timeout: float = 15) -> None:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """preexec_fn: SIGTERM the child when the test process dies (PR_SET_PDEATHSIG)."""
+    """preexec_fn: kill the child when the test process dies (PR_SET_PDEATHSIG).
+
+    SIGKILL, not SIGTERM: kube-apiserver can hang for minutes in its graceful shutdown."""
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
     except Exception:  # noqa: S110 - best effort only
         pass
 
@@ -374,7 +376,7 @@ class ControlPlane:
 
     def __init__(self, workdir: Path | str, *, detach: bool = False):
         self.workdir = Path(workdir).resolve()
-        # detach=False: the components get SIGTERM when this Python process dies, so a
+        # detach=False: the components get SIGKILL when this Python process dies, so a
         # crashed test run leaves nothing behind. The CLI's `up` detaches.
         self.detach = detach
         self.pki = self.workdir / "pki"
