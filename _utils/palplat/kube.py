@@ -454,18 +454,23 @@ def _api_error(status: int, reason: str, body: Any, method: str, what: str) -> K
 def normalize(obj: Mapping[str, Any] | None) -> dict:
     """A copy without what the server owns: managedFields, resourceVersion, generation,
     uid, creationTimestamp, selfLink, status and server/client-written annotations."""
+    return copy.deepcopy(_strip(obj))
+
+
+def _strip(obj: Mapping[str, Any] | None) -> dict:
+    """:func:`normalize` without the copy: nested values are shared with ``obj`` (read only)."""
     if obj is None:
         return {}
-    out = copy.deepcopy(dict(obj))
+    out = dict(obj)
     out.pop("status", None)
     meta = out.get("metadata")
-    if isinstance(meta, dict):
+    if isinstance(meta, Mapping):
         meta = dict(meta)
         for f in _SERVER_METADATA:
             meta.pop(f, None)
-        ann = dict(meta.get("annotations") or {})
-        for a in _SERVER_ANNOTATIONS:
-            ann.pop(a, None)
+        ann = meta.get("annotations")
+        if ann:
+            ann = {k: v for k, v in ann.items() if k not in _SERVER_ANNOTATIONS}
         if ann:
             meta["annotations"] = ann
         else:
@@ -561,7 +566,7 @@ def diff(live: Mapping[str, Any] | None, desired: Mapping[str, Any] | None) -> d
         ref = ref_of(live)
         return {".": {"old": f"present ({ref.key})", "new": None}}
     out: dict[str, dict] = {}
-    _walk(normalize(live), normalize(desired), "", out)
+    _walk(_strip(live), _strip(desired), "", out)
     if secret:
         for path, change in out.items():
             if path == "." or re.match(r"^(data|stringData)([.\[]|$)", path):
@@ -930,8 +935,8 @@ def _unchanged(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     exact manifest as palplat's last apply and still holds every desired value."""
     if _hash(live) != _hash(desired):
         return False
-    want = normalize(_secret_as_stored(dict(desired)))
-    return _project(normalize(live), want) == want
+    want = _strip(_secret_as_stored(dict(desired)))
+    return _project(_strip(live), want) == want
 
 
 def _verify(kube: Kube, desired: Mapping[str, Any], result: Mapping[str, Any], key: str) -> None:
@@ -944,8 +949,8 @@ def _verify(kube: Kube, desired: Mapping[str, Any], result: Mapping[str, Any], k
     )
     if back is None:
         raise KubeError(f"verify {key}: the object is gone right after it was applied")
-    shape = normalize(_secret_as_stored(dict(desired)))
-    got, expect = _project(normalize(back), shape), _project(normalize(result), shape)
+    shape = _strip(_secret_as_stored(dict(desired)))
+    got, expect = _project(_strip(back), shape), _project(_strip(result), shape)
     if got != expect:
         fields = ", ".join(sorted(diff(expect, got))) or "?"
         raise KubeError(

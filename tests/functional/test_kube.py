@@ -544,7 +544,12 @@ def loaders(kubeconfig, tmp_path_factory):
         states_dirs=[str(REPO / "_states")],
         pillar={"palplat": {"k3s": {"mode": "external", "kubeconfig": kubeconfig}}},
     )
-    return Loaders(opts)
+    yield Loaders(opts)
+    # Salt's deferred start-up log handler would otherwise flush into pytest's closed
+    # stderr at exit
+    from salt._logging.impl import shutdown_temp_handler
+
+    shutdown_temp_handler()
 
 
 @pytest.mark.salt
@@ -611,3 +616,64 @@ def test_states_through_salt_loader(loaders, namespace, kube_api):
     assert ret.result is True and list(ret.changes) == [f"Secret/{namespace}/creds"]
     for r in [ret]:
         assert pw not in json.dumps(r.changes) + r.comment
+
+
+# ------------------------------------------------------------------------- no-op cost
+
+
+@pytest.mark.slow
+def test_noop_of_100_objects_is_one_list_per_kind(k, namespace):
+    """The issue's 100 plain objects, already converged: a no-op costs one LIST per kind
+    (the floor) and no write. Prints the figures (pytest -s)."""
+    owner = owner_id()
+    objs = [cm(namespace, f"c{i}", data={"i": str(i)}) for i in range(50)]
+    objs += [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": f"s{i}", "namespace": namespace},
+            "stringData": {"v": f"value-{i}"},
+        }
+        for i in range(25)
+    ]
+    objs += [service(namespace, f"svc{i}") for i in range(15)]
+    objs += [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": f"sa{i}", "namespace": namespace},
+        }
+        for i in range(10)
+    ]
+    reset(k)
+    t0 = time.monotonic()
+    kube.converge(k, objs, owner=owner, dry_run=False)
+    create_s, create_req = time.monotonic() - t0, k.stats["requests"]
+
+    def floor():
+        for kind in ("ConfigMap", "Secret", "Service", "ServiceAccount"):
+            k.list("v1", kind, label_selector=kube.owner_selector(owner))
+
+    runs = []
+    for _ in range(3):
+        reset(k)
+        t0 = time.monotonic()
+        floor()
+        floor_s = time.monotonic() - t0
+        reset(k)
+        t0 = time.monotonic()
+        out = kube.converge(k, objs, owner=owner, dry_run=False)
+        runs.append((time.monotonic() - t0, floor_s))
+        assert out["changes"] == {}
+        assert k.stats["requests"] == 4 and k.stats["writes"] == 0, dict(k.stats["verbs"])
+    reset(k)
+    t0 = time.monotonic()
+    plan = kube.converge(k, objs, owner=owner, dry_run=True)
+    plan_s = time.monotonic() - t0
+    assert plan["changes"] == {} and k.stats["requests"] == 4
+    noop_s, floor_s = min(r[0] for r in runs), min(r[1] for r in runs)
+    print(
+        f"\n100 objects: create {create_s:.2f}s/{create_req} requests; no-op {noop_s * 1000:.0f}ms "
+        f"(4 requests, 0 writes), test mode {plan_s * 1000:.0f}ms; floor (4 LISTs) "
+        f"{floor_s * 1000:.0f}ms; ratio {noop_s / floor_s:.2f}"
+    )
