@@ -598,6 +598,10 @@ def test_states_through_salt_loader(loaders, namespace, kube_api):
     ret = state.present("bad", manifests=[{"kind": "ConfigMap"}])
     assert ret.result is False and "manifests[0]: apiVersion, metadata.name missing" in ret.comment
 
+    # an unreadable kubeconfig: fails naming the pillar key to fix, nothing changed
+    ret = state.present("nocfg", manifests=manifests, kubeconfig="/nonexistent/kubeconfig")
+    assert ret.result is False and "palplat:k3s:kubeconfig" in ret.comment
+
     # wait: the Deployment never becomes Available here
     ret = state.present("waiter", manifest=deployment(namespace), wait=True, timeout=2)
     assert ret.result is False
