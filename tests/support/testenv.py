@@ -62,6 +62,16 @@ def testbin_dir() -> Path:
     env = os.environ.get("PALPLAT_TESTBIN")
     if env:
         return Path(env)
+    key = (os.environ.get("PALPLAT_TESTBIN_CACHE"), os.environ.get("XDG_CACHE_HOME"))
+    if key not in _TESTBIN_DIRS:
+        _TESTBIN_DIRS[key] = _ask_build_testbin()
+    return _TESTBIN_DIRS[key]
+
+
+_TESTBIN_DIRS: dict[tuple, Path] = {}
+
+
+def _ask_build_testbin() -> Path:
     try:
         out = subprocess.run(
             [str(REPO / "tools" / "build-testbin"), "--print"],
