@@ -274,7 +274,41 @@ def cross_check(cfg: PalplatPillar) -> list[PillarProblem]:
                 )
             )
         seen_ns[ns] = name
+    problems.extend(_firewall_problems(cfg))
     return problems
+
+
+def _firewall_problems(cfg: PalplatPillar) -> list[PillarProblem]:
+    """Rule names are unique (they key the diff and the rule comments); '@set' sources
+    name a set defined under palplat:firewall:sets."""
+    out: list[PillarProblem] = []
+    fw = cfg.firewall
+    seen: dict[str, int] = {}
+    for i, rule in enumerate(fw.allow):
+        base = f"{ROOT}:firewall:allow:{i}"
+        if rule.name in seen:
+            out.append(
+                PillarProblem(
+                    f"{base}:name",
+                    f"duplicate rule name: allow:{seen[rule.name]} already uses it; rule names "
+                    "must be unique (they name the rules in diffs), rename one of them",
+                    _found(rule.name),
+                )
+            )
+        seen.setdefault(rule.name, i)
+        for j, src in enumerate(rule.from_):
+            if src.startswith("@") and src[1:] not in fw.sets:
+                guess = difflib.get_close_matches(src[1:], list(fw.sets), n=1)
+                hint = f"; did you mean '@{guess[0]}'?" if guess else ""
+                out.append(
+                    PillarProblem(
+                        f"{base}:from:{j}",
+                        f"names a set that is not defined{hint} Define it under "
+                        "palplat:firewall:sets",
+                        _found(src),
+                    )
+                )
+    return out
 
 
 class _Needs:

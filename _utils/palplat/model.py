@@ -199,6 +199,26 @@ class Firewall(Model):
         "Dangerous: you can lose access to the host.",
     )
     persist: bool = Field(True, description="Write the table to the boot-time nftables config.")
+    profile: bool = Field(
+        True,
+        description="Add the node's k3s ports (k3s-api, kubelet, flannel-*, etcd) and trust "
+        "tailscale0. A rule in allow with the same name replaces a profile rule.",
+    )
+    rollback_timer: Literal["auto", "systemd", "process"] = Field(
+        "auto",
+        description="How an unconfirmed change is rolled back: a transient systemd timer "
+        "(systemd-run), or a detached process. auto: systemd where it is PID 1.",
+    )
+    root: str = Field(
+        "/",
+        description="Filesystem root of the persistence and rollback files (tests use a tmp "
+        "dir).",
+    )
+    main_config: str = Field(
+        "/etc/nftables.conf",
+        description="The distribution's boot-time nftables file (under root); palplat only "
+        "adds one include line to it.",
+    )
 
 
 # ---------------------------------------------------------------------------- k3s
