@@ -681,3 +681,41 @@ def test_noop_of_100_objects_is_one_list_per_kind(k, namespace):
         f"(4 requests, 0 writes), test mode {plan_s * 1000:.0f}ms; floor (4 LISTs) "
         f"{floor_s * 1000:.0f}ms; ratio {noop_s / floor_s:.2f}"
     )
+
+
+@pytest.mark.salt
+def test_execution_module_through_salt_loader(loaders, namespace):
+    mod = loaders.modules.palplat_kube
+    pw = "em-" + uuid.uuid4().hex
+    sec = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "em", "namespace": namespace},
+        "stringData": {"pw": pw},
+    }
+    got = mod.apply(sec, owner="em", dry_run=True)
+    assert got["data"] == {"pw": "<hidden>"}
+    assert mod.get("v1", "Secret", "em", namespace) is None
+    got = mod.apply(sec, owner="em")
+    assert got["metadata"]["labels"]["palplat.io/owner"] == "em"
+    assert pw not in json.dumps(got)
+    assert mod.diff(sec, owner="em") == {}
+    changed = dict(sec, stringData={"pw": pw + "x"})
+    assert mod.diff(changed, owner="em") == {"data.pw": {"old": "<hidden>", "new": "<hidden>"}}
+    yaml_cm = f"{{apiVersion: v1, kind: ConfigMap, metadata: {{name: y, namespace: {namespace}}}}}"
+    assert mod.apply(yaml_cm)["metadata"]["name"] == "y"
+    names = [o["metadata"]["name"] for o in mod.list("v1", "ConfigMap", namespace)]
+    assert "y" in names
+    assert mod.wait([["v1", "ConfigMap", "y", namespace]], timeout=5)["ready"] == [
+        f"ConfigMap/{namespace}/y"
+    ]
+    assert mod.delete("v1", "ConfigMap", "y", namespace, dry_run=True) is True
+    assert mod.get("v1", "ConfigMap", "y", namespace) is not None
+    assert mod.delete("v1", "ConfigMap", "y", namespace) is True
+    assert mod.delete("v1", "ConfigMap", "y", namespace) is False
+    from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+    with pytest.raises(CommandExecutionError, match="not ready"):
+        mod.wait(["v1", "ConfigMap", "never", namespace], timeout=1)
+    with pytest.raises(SaltInvocationError, match="mapping"):
+        mod.apply("- just\n- a list")

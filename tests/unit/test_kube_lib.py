@@ -227,6 +227,12 @@ def test_ready_predicates():
     }
     ok, why = kube.ready(dep)
     assert not ok and "MinimumReplicasUnavailable" in why and "0/2 replicas" in why
+    dep["status"]["conditions"][0]["status"] = "True"
+    assert kube.ready(dep) == (True, "Available")
+    dep["metadata"]["generation"] = 3  # a new spec the controller has not seen yet
+    assert not kube.ready(dep)[0]
+    done = {"kind": "Job", "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    assert kube.ready(done) == (True, "Complete")
     job = {
         "kind": "Job",
         "metadata": {"name": "j", "namespace": "n"},
