@@ -593,6 +593,10 @@ def lockout_problems(fw, t: Table) -> list[PillarProblem]:
 # ------------------------------------------------------------------------------ nft
 
 
+class NftRejected(PalplatError):
+    """``nft -c`` refused a script: nothing was applied."""
+
+
 class Nft:
     """Runs ``nft`` (inside ``netns`` when set) through :func:`palplat.proc.run`."""
 
@@ -621,7 +625,14 @@ class Nft:
         return None if data is None else parse(data, name)
 
     def check(self, script: str) -> None:
-        self.run(self.prefix + ["-c", "-f", "/dev/stdin"], input=script, timeout=NFT_TIMEOUT)
+        try:
+            self.run(self.prefix + ["-c", "-f", "/dev/stdin"], input=script, timeout=NFT_TIMEOUT)
+        except CommandError as exc:
+            raise NftRejected(
+                "nft -c rejected the rendered ruleset, so nothing was changed: "
+                f"{exc.stderr.strip()[-1500:]} -- check the names in palplat:firewall "
+                "(interfaces, sets) and that nftables is 0.9.3 or newer"
+            ) from None
 
     def load(self, script: str) -> None:
         self.run(self.prefix + ["-f", "/dev/stdin"], input=script, timeout=NFT_TIMEOUT)
