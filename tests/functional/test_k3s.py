@@ -345,11 +345,11 @@ def test_join_agent_drain_and_ordered_upgrade(cluster, releases):
     print(f"\nordered upgrade of 1 server + 1 agent: {time.monotonic() - t0:.1f}s")
     assert all(d["ok"] for d in done)
     assert seen == [
-        ("cp1", "state.sls"),
+        ("cp1", "state.sls", "palplat.k3s"),
         ("cp1", "palplat_k3s.node_ready", "cp1"),
         ("cp1", "palplat_k3s.cordon", "worker1"),
         ("cp1", "palplat_k3s.drain", "worker1"),
-        ("worker1", "state.sls"),
+        ("worker1", "state.sls", "palplat.k3s"),
         ("cp1", "palplat_k3s.node_ready", "worker1"),
         ("cp1", "palplat_k3s.uncordon", "worker1"),
     ]
