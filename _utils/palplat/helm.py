@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -54,7 +55,6 @@ log = logging.getLogger("palplat.helm")
 STORE_PREFIX = "palplat-helm-"
 STORE_LABEL = "palplat.io/helm-release"
 STORE_KEY = "state"
-KEEP_POLICY = "helm.sh/resource-policy"
 FORMAT = 1
 
 
@@ -132,6 +132,7 @@ class Helm:
         history_max: int,
         create_namespace: bool,
         dry_run: str | None = None,
+        keep_pvcs: bool = False,
     ) -> dict:
         """``helm upgrade --install``; returns the release JSON (manifest included).
 
@@ -141,6 +142,7 @@ class Helm:
         args += ["--history-max", str(history_max), "--timeout", f"{timeout}s", "-o", "json"]
         if create_namespace:
             args.append("--create-namespace")
+        args += post_renderer(keep_pvcs)
         if dry_run:
             args.append(f"--dry-run={dry_run}")
         elif atomic:
@@ -150,9 +152,12 @@ class Helm:
         out = self.run(*args, timeout=timeout + 120)
         return json.loads(out)
 
-    def template(self, release: str, namespace: str, chart: list[str], values_file: str) -> str:
+    def template(
+        self, release: str, namespace: str, chart: list[str], values_file: str, keep_pvcs=False
+    ) -> str:
         """Render offline (no API server): the manifest text."""
         args = ["template", release, *chart, "--namespace", namespace, "--values", values_file]
+        args += post_renderer(keep_pvcs)
         return self.run(*args, "--skip-crds", timeout=300)
 
     def rollback(self, release: str, namespace: str, timeout: int) -> None:
@@ -177,6 +182,14 @@ class Helm:
 
 
 # ------------------------------------------------------------------ chart and values
+
+
+def post_renderer(keep_pvcs: bool) -> list[str]:
+    """helm flags that mark the chart's PVCs ``helm.sh/resource-policy: keep``."""
+    if not keep_pvcs:
+        return []
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "helm_keep.py")
+    return ["--post-renderer", sys.executable, "--post-renderer-args", script]
 
 
 def repo_name(url: str) -> str:
@@ -248,9 +261,12 @@ def values_file(values: Mapping[str, Any]):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def fingerprint(source: str, version: str | None, digest: str | None, values: Any) -> str:
+def fingerprint(
+    source: str, version: str | None, digest: str | None, values: Any, keep_pvcs: bool = True
+) -> str:
     doc = {"format": FORMAT, "source": source, "version": version, "digest": digest}
     doc["values"] = values
+    doc["keep_pvcs"] = keep_pvcs  # it changes the rendered manifest (post-renderer)
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -448,8 +464,8 @@ def _resolve(p: ReleasePlan, ctx: Context) -> None:
             p.digest = ctx.index.entry(c.repo, c.name or "", c.version or "").get("digest")
     except InputError as exc:
         raise InputError(f"{_pillar_path(p.key, 'chart')}: {exc}") from None
-    p.partial = fingerprint(source, c.version, None, values)
-    p.fingerprint = fingerprint(source, c.version, p.digest, values)
+    p.partial = fingerprint(source, c.version, None, values, rel.keep_pvcs)
+    p.fingerprint = fingerprint(source, c.version, p.digest, values, rel.keep_pvcs)
 
 
 def plan(
@@ -488,12 +504,9 @@ def plan(
         try:
             _resolve(p, ctx)
         except PalplatError as exc:
-            if not (
-                p.listed
-                and p.stored.get("partial")
-                == fingerprint(chart_source(rel.chart), rel.chart.version, None, merged_values(rel))
-                and "unreachable" in str(exc)
-            ):
+            src, ver = chart_source(rel.chart), rel.chart.version
+            partial = fingerprint(src, ver, None, merged_values(rel), rel.keep_pvcs)
+            if not (p.listed and p.stored.get("partial") == partial and "unreachable" in str(exc)):
                 p.error = str(exc)
                 continue
             # repository down, nothing else changed: keep the release, say so
@@ -535,6 +548,8 @@ def _what_changed(p: ReleasePlan) -> str:
         parts.append("chart archive digest")
     if s.get("values_hash") != _values_hash(p.rel):
         parts.append("values")
+    if s.get("keep_pvcs", True) != p.rel.keep_pvcs:
+        parts.append("keep_pvcs")
     return (", ".join(parts) or "fingerprint") + " changed"
 
 
@@ -607,23 +622,31 @@ def render_diff(p: ReleasePlan, ctx: Context, upstream_changes: list[str] = ()) 
                 history_max=ctx.history_max,
                 create_namespace=p.rel.create_namespace,
                 dry_run=mode,
+                keep_pvcs=p.rel.keep_pvcs,
             )
 
     try:
         rendered = render("server")
     except CommandError as exc:
-        if not upstream_changes:
+        pending = ((p.listed or {}).get("status") or "").startswith("pending-")
+        if not upstream_changes and not pending:
             raise HelmError(
                 f"{_pillar_path(p.key)}: helm cannot render the release: "
                 f"{(exc.stderr or str(exc)).strip()}",
                 p.revision,
             ) from None
-        # a release it needs (e.g. the one with its CRDs) is not there yet: render offline
-        p.reasons.append(
-            f"rendered without the API server: {', '.join(upstream_changes)} would change first"
+        # a release it needs (e.g. the one with its CRDs) is not there yet, or the release
+        # is stuck pending (recovered first on a real run): render offline
+        why = (
+            f"{', '.join(upstream_changes)} would change first"
+            if upstream_changes
+            else ("it would be recovered first")
         )
+        p.reasons.append(f"rendered without the API server: {why}")
         with values_file(merged_values(p.rel)) as vf:
-            text = ctx.helm.template(p.name, p.namespace, chart_args(p.rel.chart), vf)
+            text = ctx.helm.template(
+                p.name, p.namespace, chart_args(p.rel.chart), vf, p.rel.keep_pvcs
+            )
         rendered = {"manifest": text}
     desired = parse_manifest(rendered.get("manifest", ""), p.namespace)
     seen = set()
@@ -748,6 +771,7 @@ def _store(p: ReleasePlan, ctx: Context, manifest: str, revision: int) -> dict[s
         "version": c.version,
         "digest": p.digest,
         "values_hash": _values_hash(p.rel),
+        "keep_pvcs": p.rel.keep_pvcs,
         "revision": revision,
         "objects": objects,
     }
@@ -776,6 +800,7 @@ def _upgrade(p: ReleasePlan, ctx: Context) -> None:
                 timeout=rel.timeout,
                 history_max=ctx.history_max,
                 create_namespace=rel.create_namespace,
+                keep_pvcs=rel.keep_pvcs,
             )
 
     try:
@@ -799,6 +824,34 @@ def _upgrade(p: ReleasePlan, ctx: Context) -> None:
         ctx.progress("done", f"{what}: revision {p.revision}", force=True, release=p.name)
 
 
+def _recover_pending(p: ReleasePlan, ctx: Context) -> None:
+    """A release left ``pending-*`` by an interrupted run (API server or minion down
+    mid-upgrade) blocks every later helm operation: roll it back to its last deployed
+    revision (or remove a never-completed install), then converge as usual. palplat is the
+    only writer of these releases, so a pending state is never someone else's operation."""
+    status = (p.listed or {}).get("status") or ""
+    if not status.startswith("pending-"):
+        return
+    if ctx.progress:
+        ctx.progress("recover", f"{p.namespace}/{p.name} is {status}: recovering", force=True)
+    try:
+        if status == "pending-install" or not p.revision or p.revision <= 1:
+            ctx.helm.uninstall(p.name, p.namespace, p.rel.timeout, wait=False)
+            p.revision = None
+        else:
+            ctx.helm.rollback(p.name, p.namespace, p.rel.timeout)
+            st = ctx.helm.status(p.name, p.namespace)
+            p.revision = int(st["version"]) if st else None
+    except CommandError as exc:
+        raise HelmError(
+            f"release {p.namespace}/{p.name} is {status} (an earlier run was interrupted) "
+            f"and could not be recovered: {exc.stderr.strip() or exc}; run `helm history "
+            f"{p.name} -n {p.namespace}` and `helm rollback` by hand",
+            p.revision,
+        ) from None
+    p.reasons.append(f"recovered from {status}")
+
+
 def _rollback_by_hand(p: ReleasePlan, ctx: Context, before: int | None) -> None:
     """``wait: false`` releases run without --atomic (it implies --wait): undo here."""
     try:
@@ -812,21 +865,6 @@ def _rollback_by_hand(p: ReleasePlan, ctx: Context, before: int | None) -> None:
 
 def _uninstall(p: ReleasePlan, ctx: Context) -> None:
     rel = p.rel
-    objs = p.stored.get("objects") or []
-    pvcs = [o for o in objs if o["kind"] == "PersistentVolumeClaim"]
-    if rel.keep_pvcs:
-        for o in pvcs:
-            ctx.kube.apply(
-                {
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolumeClaim",
-                    "metadata": {
-                        "name": o["name"],
-                        "namespace": o["namespace"],
-                        "annotations": {KEEP_POLICY: "keep"},
-                    },
-                }
-            )
     what = f"helm uninstall {p.namespace}/{p.name}"
     _run_with_progress(
         lambda: ctx.helm.uninstall(p.name, p.namespace, rel.timeout, rel.wait), what, ctx
@@ -878,6 +916,8 @@ def converge(
             # the same diff in test mode and for real (before the write)
             if p.action in ("install", "upgrade"):
                 p.objects.update(_apply_crds(p, ctx, dry_run=True))
+            if not test and p.action != "uninstall":
+                _recover_pending(p, ctx)
             render_diff(p, ctx, [n for n in p.rel.needs if n in todo] if test else [])
             if test:
                 pass

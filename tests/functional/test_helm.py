@@ -13,6 +13,7 @@ import logging
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -412,3 +413,49 @@ def test_state_test_mode_same_changes_and_no_secret_anywhere(
     no_secret(planned, applied, again, rec.events, rec.argv, caplog.text)
     assert any(t.startswith("palplat/helm/") for _, t in rec.events)
     assert SECRET in redact.registered()  # it was registered, so masking was exercised
+
+
+def test_uninstall_keeps_pvcs_unless_told(run, namespace, kube_api):
+    rels = {"keep": cm_release(namespace, pvc=True), "drop": cm_release(namespace, pvc=True)}
+    assert run(rels)["errors"] == {}
+    assert get(kube_api, "v1", "PersistentVolumeClaim", "keep-data", namespace) is not None
+    rels["keep"]["enabled"] = False
+    rels["drop"].update(enabled=False, keep_pvcs=False)
+    res = run(rels)
+    assert res["errors"] == {}
+    kept = get(kube_api, "v1", "PersistentVolumeClaim", "keep-data", namespace)
+    assert kept is not None and not kept["metadata"].get("deletionTimestamp")
+    dropped = get(kube_api, "v1", "PersistentVolumeClaim", "drop-data", namespace)
+    assert dropped is None or dropped["metadata"].get("deletionTimestamp")
+
+
+def test_api_outage_mid_upgrade_then_rerun_converges(run, namespace, control_plane, kube_api):
+    base = {"wait": True, "timeout": 20}
+    assert run({"out": {**cm_release(namespace), **base}})["errors"] == {}
+    # a Deployment never becomes Available here: helm --wait blocks, then the API goes away
+    stuck = {"out": {**cm_release(namespace, greeting="v2", deployment=True), **base}}
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.update(run(stuck)))
+    t.start()
+    deadline = time.monotonic() + 30
+    while get(kube_api, "apps/v1", "Deployment", "out-app", namespace) is None:
+        assert time.monotonic() < deadline, "helm never created the Deployment"
+        time.sleep(0.2)
+    control_plane.stop_apiserver()
+    try:
+        t.join(120)
+    finally:
+        control_plane.start_apiserver()
+    assert not t.is_alive()
+    assert result["errors"].get("out"), result
+    # API back: a re-run with a fixed pillar converges; nothing was lost
+    fixed = {"out": {**cm_release(namespace, greeting="v3"), **base}}
+    plan = run(fixed, test=True)
+    assert plan["errors"] == {}, plan["errors"]
+    assert plan["changes"]["out"]["action"] == "upgrade"
+    res = run(fixed)
+    assert res["errors"] == {}, res["errors"]
+    assert get(kube_api, "v1", "ConfigMap", "out-config", namespace)["data"]["greeting"] == "v3"
+    assert get(kube_api, "v1", "Secret", "out-secret", namespace) is not None
+    assert get(kube_api, "apps/v1", "Deployment", "out-app", namespace) is None
+    assert run(fixed)["changes"] == {}
