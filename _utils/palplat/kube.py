@@ -360,9 +360,9 @@ class Kube:
             raise InputError(f"{ref.kind or 'object'}: metadata.name is required")
         res = self.resource(ref.api_version, ref.kind)
         ns = _namespace(res, ref.namespace)
-        body = copy.deepcopy(dict(manifest))
+        body = dict(manifest)
         if res.namespaced:
-            body.setdefault("metadata", {})["namespace"] = ns
+            body["metadata"] = {**(body.get("metadata") or {}), "namespace": ns}
         query: list[tuple[str, Any]] = [("fieldManager", self.field_manager)]
         if force:
             query.append(("force", "true"))
@@ -583,6 +583,21 @@ def _project(value: Any, shape: Any) -> Any:
     return value
 
 
+project = _project
+
+
+def _holds(value: Any, want: Any) -> bool:
+    """``_project(value, want) == want``, without building the projection."""
+    if isinstance(want, dict):
+        if not isinstance(value, dict):
+            return False
+        get = value.get
+        return all(_holds(get(k), w) for k, w in want.items())
+    if isinstance(want, list) and isinstance(value, list) and len(want) == len(value):
+        return all(_holds(v, w) for v, w in zip(value, want, strict=True))
+    return value == want
+
+
 def _secret_as_stored(obj: dict) -> dict:
     """A Secret manifest's stringData folded into data (as the server stores it)."""
     if not is_secret(obj) or not obj.get("stringData"):
@@ -617,13 +632,16 @@ def manifest_hash(manifest: Mapping[str, Any]) -> str:
 
 
 def owned(manifest: Mapping[str, Any], owner: str) -> dict:
-    """A copy of ``manifest`` with palplat's ownership labels and its applied-hash."""
-    out = copy.deepcopy(dict(manifest))
-    meta = out.setdefault("metadata", {})
-    labels = meta.setdefault("labels", {})
+    """A copy of ``manifest`` with palplat's ownership labels and its applied-hash.
+
+    Only ``metadata`` is copied; the rest is shared with ``manifest`` (treat as read-only).
+    """
+    out = dict(manifest)
+    meta = out["metadata"] = dict(out.get("metadata") or {})
+    labels = meta["labels"] = dict(meta.get("labels") or {})
     labels[MANAGED_BY_LABEL] = MANAGED_BY_VALUE
     labels[OWNER_LABEL] = check_owner(owner)
-    ann = meta.get("annotations") or {}
+    ann = dict(meta.get("annotations") or {})
     ann.pop(HASH_ANNOTATION, None)
     if ann:
         meta["annotations"] = ann
@@ -935,8 +953,7 @@ def _unchanged(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     exact manifest as palplat's last apply and still holds every desired value."""
     if _hash(live) != _hash(desired):
         return False
-    want = _strip(_secret_as_stored(dict(desired)))
-    return _project(_strip(live), want) == want
+    return _holds(_strip(live), _strip(_secret_as_stored(dict(desired))))
 
 
 def _verify(kube: Kube, desired: Mapping[str, Any], result: Mapping[str, Any], key: str) -> None:

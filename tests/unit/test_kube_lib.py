@@ -256,3 +256,21 @@ def test_api_error_messages():
     Secret("admission-secret-value")
     err = kube._api_error(403, "", b'{"message":"denied admission-secret-value"}', "PATCH", "X")
     assert "admission-secret-value" not in str(err) and "<hidden>" in str(err)
+
+
+@pytest.mark.parametrize(
+    "value,want",
+    [
+        ({"a": 1, "b": 2}, {"a": 1}),
+        ({"a": 1}, {"a": 2}),
+        ({"a": [1, {"x": 1, "y": 2}]}, {"a": [1, {"x": 1}]}),
+        ({"a": [1, 2]}, {"a": [1]}),
+        ({"a": None}, {"a": None}),
+        ({}, {"a": None}),
+        ({}, {"a": {}}),
+        ({"a": "x"}, {"a": {"b": 1}}),
+        ([1, 2], [1, 2]),
+    ],
+)
+def test_holds_matches_projection(value, want):
+    assert kube._holds(value, want) == (kube.project(value, want) == want)
