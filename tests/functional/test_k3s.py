@@ -158,7 +158,10 @@ def test_server_install_noop_config_change_upgrade_uninstall(cluster, releases):
     assert plan["installed"]["changes"] == {"version": {"old": None, "new": V1}}
     assert plan["configured"]["result"] is None
     assert plan["configured"]["changes"]["config.yaml"]["new"]["token"] == "<hidden>"
-    assert plan["running"]["result"] is None and plan["running"]["changes"]["service"]["new"] == "running"
+    assert (
+        plan["running"]["result"] is None
+        and plan["running"]["changes"]["service"]["new"] == "running"
+    )
     assert plan["kubeconfig"]["result"] is None
     assert not m.fs("/usr/local/bin/k3s").exists() and not m.fs("/etc/rancher/k3s").exists()
 
@@ -242,7 +245,9 @@ def test_server_install_noop_config_change_upgrade_uninstall(cluster, releases):
     # downgrade: refused unless forced
     m.set_pillar(version=V1, config={"node-name": "srv1", "node-label": ["tier=gold"]})
     rets = m.sls(pillar={k3s_upgrade.UPGRADE_PILLAR: True})
-    assert rets["installed"]["result"] is False and "allow_downgrade" in rets["installed"]["comment"]
+    assert (
+        rets["installed"]["result"] is False and "allow_downgrade" in rets["installed"]["comment"]
+    )
     assert m.loaders.modules.palplat_k3s.version() == V2
     assert_no_secret(plan, first, again, rets)
 
@@ -335,7 +340,7 @@ def test_join_agent_drain_and_ordered_upgrade(cluster, releases):
             return rets
         if fun == "palplat_k3s.drain":
             # what the drain saw: the node cordoned
-            out = getattr(m.loaders.modules.palplat_k3s, "drain")(*args, **kwargs)
+            out = m.loaders.modules.palplat_k3s.drain(*args, **kwargs)
             assert core.read_node("worker1").spec.unschedulable is True
             return out
         return getattr(m.loaders.modules.palplat_k3s, fun.split(".", 1)[1])(*args, **kwargs)
@@ -373,4 +378,6 @@ def test_external_mode_only_checks_kubeconfig(cluster, control_plane, tmp_path):
     assert not m.fs("/usr/local/bin/k3s").exists()
     m.set_pillar(mode="external", kubeconfig=str(tmp_path / "missing"), version=None)
     rets = m.sls()
-    assert rets["kubeconfig"]["result"] is False and "does not exist" in rets["kubeconfig"]["comment"]
+    assert (
+        rets["kubeconfig"]["result"] is False and "does not exist" in rets["kubeconfig"]["comment"]
+    )

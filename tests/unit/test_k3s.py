@@ -108,7 +108,10 @@ def test_install_noop_upgrade_and_checksum_mismatch(tmp_path, releases):
         k3s.plan_binary(bad)
     with pytest.raises(k3s.ChecksumError, match="palplat:k3s:source:sha256"):
         forced = load(
-            tmp_path, version=V1, allow_downgrade=True, source={"url": releases.url, "sha256": "0" * 64}
+            tmp_path,
+            version=V1,
+            allow_downgrade=True,
+            source={"url": releases.url, "sha256": "0" * 64},
         )
         k3s.install_binary(forced, k3s.plan_binary(forced))
     assert k3s.installed_version(binary) == V3
@@ -187,7 +190,10 @@ def test_config_files_0600_masked_and_idempotent(tmp_path):
     dumped = json.dumps(changes)
     assert token not in dumped and pw not in dumped
     assert changes["config.yaml"]["new"]["token"] == "<hidden>"
-    assert changes["registries.yaml"]["new"]["configs"]["harbor.example"]["auth"]["password"] == "<hidden>"
+    assert (
+        changes["registries.yaml"]["new"]["configs"]["harbor.example"]["auth"]["password"]
+        == "<hidden>"
+    )
     assert k3s.write_files(cfg) == changes
     p = k3s.paths(cfg)
     for path in (p.config, p.registries):
@@ -213,7 +219,10 @@ def test_config_files_0600_masked_and_idempotent(tmp_path):
 def test_unit_file_verifies(tmp_path, releases):
     cfg = load(tmp_path, source={"url": releases.url})
     k3s.install_binary(cfg, k3s.plan_binary(cfg))
-    for role, extra in (("server", {}), ("agent", {"server_url": "https://10.0.0.1:6443", "token": "x" * 8})):
+    for role, extra in (
+        ("server", {}),
+        ("agent", {"server_url": "https://10.0.0.1:6443", "token": "x" * 8}),
+    ):
         c = load(tmp_path, role=role, service_manager="systemd", **extra)
         unit = tmp_path / "etc/systemd/system" / k3s.unit_name(c.k3s)
         services.write_if_changed(unit, k3s.unit_text(c))
@@ -252,9 +261,7 @@ def test_never_ready_names_what_is_missing(tmp_path):
     events = []
     try:
         with pytest.raises(WaitTimeout) as exc:
-            k3s.wait_ready(
-                cfg, progress=lambda phase, msg, **kw: events.append(phase), timeout=1.5
-            )
+            k3s.wait_ready(cfg, progress=lambda phase, msg, **kw: events.append(phase), timeout=1.5)
     finally:
         sm.stop("k3s.service")
     msg = str(exc.value)
@@ -353,7 +360,11 @@ def test_upgrade_stops_at_first_failure():
         k3s_upgrade.execute(k3s_upgrade.plan(statuses), call, timeout=30)
     assert "upgrade stopped at s1" in str(exc.value) and "n-s2" in str(exc.value)
     assert ("s3", "state.sls") not in calls
-    assert exc.value.done[-1] == {"minion": "s1", "action": f"check node n-s2 Ready at {V2}", "ok": False}
+    assert exc.value.done[-1] == {
+        "minion": "s1",
+        "action": f"check node n-s2 Ready at {V2}",
+        "ok": False,
+    }
 
 
 def test_pillar_error_type(tmp_path):
