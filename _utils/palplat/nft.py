@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
 import time
 import uuid
@@ -59,9 +60,23 @@ def covers(big: Intervals, small: Intervals) -> bool:
     return all(any(a <= lo and hi <= b for a, b in big) for lo, hi in small)
 
 
+def _ip_int(addr: str) -> tuple[int, int]:
+    if ":" in addr:
+        return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, addr), "big")
+    return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, addr), "big")
+
+
 def net_interval(cidr: str) -> tuple[int, Interval]:
-    net = ipaddress.ip_network(cidr, strict=False)
-    return net.version, (int(net.network_address), int(net.broadcast_address))
+    """``10.0.0.0/8`` -> (4, (first, last)); a bare address is a single host."""
+    addr, _, plen = cidr.partition("/")
+    try:
+        ver, ip = _ip_int(addr)
+    except OSError:
+        raise ValueError(f"not an IP address: {addr}") from None
+    bits = 32 if ver == 4 else 128
+    host = bits - (int(plen) if plen else bits)
+    lo = ip >> host << host
+    return ver, (lo, lo | ((1 << host) - 1))
 
 
 def split_cidrs(cidrs: Iterable[str]) -> dict[int, Intervals]:
@@ -72,11 +87,23 @@ def split_cidrs(cidrs: Iterable[str]) -> dict[int, Intervals]:
     return {v: merge(ivs) for v, ivs in out.items()}
 
 
+def _ip_str(ver: int, value: int) -> str:
+    if ver == 4:
+        return socket.inet_ntop(socket.AF_INET, value.to_bytes(4, "big"))
+    return socket.inet_ntop(socket.AF_INET6, value.to_bytes(16, "big"))
+
+
 def addr_elements(ver: int, intervals: Intervals) -> list[str]:
     """Render intervals as the fewest CIDRs (single hosts as bare addresses)."""
+    bits = 32 if ver == 4 else 128
     cls = ipaddress.IPv4Address if ver == 4 else ipaddress.IPv6Address
     out: list[str] = []
     for lo, hi in intervals:
+        size = hi - lo + 1
+        if size & (size - 1) == 0 and lo % size == 0:  # exactly one prefix (fast path)
+            plen = bits - (size.bit_length() - 1)
+            out.append(_ip_str(ver, lo) if plen == bits else f"{_ip_str(ver, lo)}/{plen}")
+            continue
         for net in ipaddress.summarize_address_range(cls(lo), cls(hi)):
             out.append(str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net))
     return out
@@ -315,14 +342,14 @@ def removal_script(name: str) -> str:
 
 def _addr(value: Any) -> tuple[int, list[Interval]] | None:
     if isinstance(value, str):
-        a = ipaddress.ip_address(value)
-        return a.version, [(int(a), int(a))]
+        ver, ip = _ip_int(value)
+        return ver, [(ip, ip)]
     if isinstance(value, dict) and "prefix" in value:
         ver, iv = net_interval(f"{value['prefix']['addr']}/{value['prefix']['len']}")
         return ver, [iv]
     if isinstance(value, dict) and "range" in value:
-        lo, hi = (ipaddress.ip_address(x) for x in value["range"])
-        return lo.version, [(int(lo), int(hi))]
+        (ver, lo), (_, hi) = (_ip_int(x) for x in value["range"])
+        return ver, [(lo, hi)]
     if isinstance(value, dict) and "set" in value:
         ver, ivs = None, []
         for v in value["set"]:
@@ -1007,10 +1034,8 @@ def plan(cfg, nft: Nft | None = None, run=proc.run) -> Plan:
     persist: dict[str, Any] = {}
     service = False
     if _persist_wanted(fw):
-        content = render(
-            want,
-            PERSIST_HEADER.format(family=FAMILY, name=fw.table, main=paths.main_config),
-        )
+        header = PERSIST_HEADER.format(family=FAMILY, name=fw.table, main=paths.main_config)
+        content = f"{header}\n{script}"  # == render(want, header), rendered once
         # Deferred to palplat_nftables.confirm while a change is unconfirmed.
         if not risky and rec is None:
             persist = persist_plan(paths, content)
@@ -1085,6 +1110,9 @@ def apply(p: Plan, nft: Nft | None = None, run=proc.run, progress=None) -> Table
         say("applied", f"table {FAMILY} {fw.table} applied: {summary(p.changes) or 'persistence'}")
     if p.persist:
         persist_write(p.paths, p.persist_content)
+        left = persist_plan(p.paths, p.persist_content)
+        if left:
+            raise PalplatError(f"wrote the boot-time config but it still differs: {left}")
     if p.service:
         service_enable(fw.root, run)
     return live
