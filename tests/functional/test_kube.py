@@ -164,6 +164,33 @@ def test_test_mode_is_dry_run_of_the_same_apply(k, namespace, kube_api):
     assert k.get("v1", "ConfigMap", "later", namespace) is None
 
 
+def test_new_namespace_and_its_objects(k):
+    """Test mode for objects in a namespace the same run creates: reported as creates
+    (the server cannot dry-run into a namespace that does not exist yet); nothing made."""
+    ns = "t-newns-" + uuid.uuid4().hex[:6]
+    owner = owner_id()
+    objs = [cm(ns), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}]
+    try:
+        plan = kube.converge(k, objs, owner=owner, dry_run=True)
+        assert plan["actions"] == {
+            f"Namespace/{ns}": "create",
+            f"ConfigMap/{ns}/settings": "create",
+        }
+        assert plan["changes"][f"ConfigMap/{ns}/settings"]["."]["new"]["data"] == {"level": "info"}
+        assert k.get("v1", "Namespace", ns) is None
+        out = kube.converge(k, objs, owner=owner, dry_run=False)
+        assert out["changes"] == plan["changes"]
+        assert kube.wait(k, objs, timeout=10)["ready"] == [
+            f"ConfigMap/{ns}/settings",
+            f"Namespace/{ns}",
+        ]
+        reset(k)
+        assert kube.converge(k, objs, owner=owner, dry_run=True)["changes"] == {}
+        assert k.stats["requests"] == 2 and k.stats["writes"] == 0
+    finally:
+        k.delete("v1", "Namespace", ns)
+
+
 def test_drift_reported_and_corrected(k, namespace, kube_api):
     from kubernetes import client
 
@@ -739,7 +766,8 @@ def test_vendor_crds_converge_and_noop(k, namespace):
     tag = uuid.uuid4().hex[:6]
     crds = []
     for path in sorted(REFERENCE_CRDS.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        for doc in yaml.load_all(path.read_text(), Loader=loader):
             if doc and doc.get("kind") == "CustomResourceDefinition":
                 spec = doc["spec"]
                 spec["group"] = f"t{tag}.{spec['group']}"
