@@ -150,7 +150,7 @@ def present(
             name,
             exc.changes,
             False,
-            [f"{exc}", "nothing after this object was applied; fix it and re-run"],
+            [f"{exc}", "the changes listed were applied before this error; fix it and re-run"],
         )
     except PalplatError as exc:
         return loaderkit.failed(name, exc)
