@@ -387,6 +387,20 @@ def test_wait_timeout_names_what_is_not_ready(k, namespace):
     assert any(p == "waiting" for p, _ in phases)
 
 
+def test_wait_fires_events_through_progress(k, namespace):
+    from palplat import loaderkit
+
+    fired = []
+    progress = loaderkit.Progress(lambda data, tag: fired.append((tag, data)), "kube", every=0)
+    kube.converge(k, [deployment(namespace)], owner=owner_id(), dry_run=False)
+    with pytest.raises(WaitTimeout):
+        kube.wait(k, [deployment(namespace)], timeout=1.5, progress=progress)
+    tags = [t for t, _ in fired]
+    assert tags[0] == "palplat/kube/start" and tags[-1] == "palplat/kube/timeout"
+    assert "palplat/kube/waiting" in tags
+    assert f"Deployment/{namespace}/web" in fired[-1][1]["message"]
+
+
 def test_wait_namespace_active_and_missing_object(k, namespace):
     assert kube.wait(k, [("v1", "Namespace", namespace)], timeout=5)["ready"] == [
         f"Namespace/{namespace}"
