@@ -9,6 +9,7 @@ them make a cluster on this host.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from pathlib import Path
@@ -19,7 +20,7 @@ import yaml
 from palplat import k3s_upgrade, services
 from tests.support import testenv
 from tests.support.fake_k3s import ReleaseServer
-from tests.support.saltenv import REPO
+from tests.support.saltenv import REPO, ArgvWatcher
 
 pytestmark = [pytest.mark.salt, pytest.mark.controlplane, pytest.mark.slow]
 
@@ -149,7 +150,8 @@ def assert_no_secret(*objs) -> None:
     assert TOKEN not in text
 
 
-def test_server_install_noop_config_change_upgrade_uninstall(cluster, releases):
+def test_server_install_noop_config_change_upgrade_uninstall(cluster, releases, caplog):
+    caplog.set_level(logging.DEBUG)
     m = cluster("srv1")
 
     # plan: same changes as the real run, nothing on disk
@@ -166,8 +168,11 @@ def test_server_install_noop_config_change_upgrade_uninstall(cluster, releases):
     assert not m.fs("/usr/local/bin/k3s").exists() and not m.fs("/etc/rancher/k3s").exists()
 
     t0 = time.monotonic()
-    first = m.sls()
+    with ArgvWatcher(interval=0.05) as argv:
+        first = m.sls()
     install_s = time.monotonic() - t0
+    assert any("k3s server --config" in a for a in argv.seen)
+    assert not [a for a in argv.seen if TOKEN in a]
     ok(first)
     assert first["installed"]["changes"] == plan["installed"]["changes"]
     assert first["configured"]["changes"] == plan["configured"]["changes"]
@@ -250,6 +255,7 @@ def test_server_install_noop_config_change_upgrade_uninstall(cluster, releases):
     )
     assert m.loaders.modules.palplat_k3s.version() == V2
     assert_no_secret(plan, first, again, rets)
+    assert TOKEN not in caplog.text and wrong not in caplog.text
 
     # explicit uninstall
     absent = m.loaders.states.palplat_k3s.absent("k3s", test=True)
