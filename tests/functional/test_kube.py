@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 import uuid
 from pathlib import Path
@@ -489,7 +490,8 @@ def test_invalid_object_and_unknown_kind(k, namespace):
 # ----------------------------------------------------------------------------- secrets
 
 
-def test_secret_values_never_shown(k, namespace):
+def test_secret_values_never_shown(k, namespace, caplog):
+    caplog.set_level(logging.DEBUG)
     pw, pw2 = "pw-" + uuid.uuid4().hex, "pw-" + uuid.uuid4().hex
     token = "tok-" + uuid.uuid4().hex
     Secret(token)  # a pillar secret that ends up in a ConfigMap
@@ -526,7 +528,8 @@ def test_secret_values_never_shown(k, namespace):
     outputs.append(kube.masked(k.get("v1", "Secret", "db", namespace)))
     outputs.append(kube.masked(k.list("v1", "Secret", namespace)))
     assert outputs[2]["changes"] == {}
-    text = json.dumps(outputs)
+    text = json.dumps(outputs) + caplog.text
+    assert "PATCH" in caplog.text  # debug logging of every request was on
     for value in forbidden:
         assert value not in text
     assert (
