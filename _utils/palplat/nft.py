@@ -997,7 +997,8 @@ class Plan:
                 f"the change narrows access to management port(s) "
                 f"{', '.join(map(str, self.risky_ports))}: it {'would roll' if test else 'rolls'} "
                 f"back in {self.fw.confirm_seconds}s unless confirmed with "
-                "palplat_nftables.confirm (persistence waits for the confirmation)"
+                "palplat_nftables.confirm"
+                + (" (persistence waits for the confirmation)" if self.persist_content else "")
             )
         if self.persist:
             parts.append(f"{verb} write the boot-time config ({', '.join(self.persist)})")
