@@ -36,6 +36,7 @@ pytestmark = [
 
 HOST_IP, CLIENT_IP = "10.77.0.1", "10.77.0.2"
 SSH, WEB, OTHER = 2222, 8080, 9090
+API, KUBELET = 6443, 10250
 
 LISTENER = textwrap.dedent(
     """
@@ -112,7 +113,7 @@ class Pair:
             sh("ip", "-n", ns, "link", "set", "lo", "up")
         self.listener = subprocess.Popen(
             ["ip", "netns", "exec", self.host, sys.executable, "-c", LISTENER,
-             str(SSH), str(WEB), str(OTHER)],
+             str(SSH), str(WEB), str(OTHER), str(API), str(KUBELET)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert self.listener.stdout.readline().strip() == "ready"
@@ -283,6 +284,16 @@ def test_lockout_is_refused_unless_forced(pair):
     assert pair.reach(SSH) == {SSH: False}
     nft.rollback_now(nft.Paths.of(config.load(p).firewall))
     assert pair.reach(SSH) == {SSH: True}
+
+
+@pytest.mark.parametrize("role, api", [("server", True), ("agent", False)])
+def test_k3s_profile_opens_the_role_ports(pair, role, api):
+    p = pillar(pair, profile=True, allow=[])
+    p["palplat"]["k3s"] = {"role": role, "config": {"flannel-backend": "vxlan"}}
+    plan = converge(p)
+    assert {"kubelet", "flannel-vxlan", "trusted:tailscale0"} <= set(plan.changes["rules"])
+    assert pair.reach(API, KUBELET, WEB) == {API: api, KUBELET: True, WEB: False}
+    assert nft.plan(config.load(p)).changes == {}
 
 
 @pytest.mark.slow
