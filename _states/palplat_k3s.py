@@ -102,8 +102,9 @@ def installed(name="k3s", ordered_upgrade=True):
 
 
 def configured(name="k3s"):
-    """``config.yaml`` and ``registries.yaml`` (0600) from ``palplat:k3s``; the token is
-    checked against the running cluster before anything is written."""
+    """``config.yaml`` and ``registries.yaml`` (0600) from ``palplat:k3s``; when they would
+    change, the token is checked against the running cluster before anything is written
+    (``running`` checks it again before any restart)."""
     cfg, ret = _load(name)
     if ret:
         return ret
@@ -112,11 +113,12 @@ def configured(name="k3s"):
         return ret
     try:
         changes = k3s.plan_files(cfg)
+        if not changes:
+            return loaderkit.state_ret(name, {}, True, "k3s config is up to date")
+        # only a change can lead to a restart: check the token before writing anything
         checked = k3s.check_token(cfg)
     except PalplatError as exc:
         return loaderkit.failed(name, exc)
-    if not changes:
-        return loaderkit.state_ret(name, {}, True, f"k3s config is up to date ({checked})")
     if __opts__["test"]:
         return loaderkit.state_ret(
             name, changes, None, f"would write {', '.join(changes)} ({checked})"

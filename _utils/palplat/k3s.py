@@ -636,38 +636,13 @@ def check_token(cfg: PalplatPillar) -> str:
         return "external mode: no token"
     token = str(k.token.reveal()) if k.token is not None else None
     if k.server_url and token:
-        ca_hash, user, password = _token_parts(token, k.role)
-        base = k.server_url.rstrip("/")
-        ctx = _insecure_ctx()
         try:
-            code, body = _get(f"{base}/cacerts", ctx)
-        except (urllib.error.URLError, OSError) as exc:
-            raise SourceError(
-                f"cannot reach {P}:server_url {base} to check the join token "
-                f"({getattr(exc, 'reason', exc)}); nothing was restarted"
-            ) from None
-        if code != 200:
-            raise SourceError(f"{base}/cacerts answered HTTP {code}; is {base} a k3s server?")
-        if ca_hash and hashlib.sha256(body).hexdigest() != ca_hash:
-            raise TokenMismatch(
-                f"{P}:token does not belong to the cluster at {base}: its CA hash differs from "
-                "the server's /cacerts. Put that cluster's token in the GPG pillar; nothing "
-                "was restarted"
-            )
-        auth = base64.b64encode(f"{user}:{password}".encode()).decode()
-        try:
-            code, _ = _get(
-                f"{base}/v1-k3s/client-ca.crt", ctx, headers={"Authorization": f"Basic {auth}"}
-            )
-        except (urllib.error.URLError, OSError) as exc:
-            raise SourceError(f"cannot check the token at {base}: {exc}") from None
-        if code in (401, 403):
-            raise TokenMismatch(
-                f"{P}:token is refused by the server at {base} (HTTP {code}): it does not "
-                "match the running cluster. Put the cluster's token (server: "
-                "/var/lib/rancher/k3s/server/token) in the GPG pillar; nothing was restarted"
-            )
-        return f"token accepted by {base}"
+            return _check_join_token(k, token)
+        except SourceError:
+            # the join server is away (an outage, or it is being upgraded): a server that
+            # already ran can still compare with its own copy of the cluster token
+            if not (k.role == "server" and p.token_file.exists()):
+                raise
     if k.role == "server" and token and p.token_file.exists():
         stored = p.token_file.read_text().strip()
         redact.register([stored])
@@ -682,6 +657,52 @@ def check_token(cfg: PalplatPillar) -> str:
             )
         return "token matches the running cluster"
     return "no running cluster to check the token against"
+
+
+def _check_join_token(k: K3s, token: str) -> str:
+    """Join token against ``server_url``: CA hash (full token), then supervisor auth."""
+    ca_hash, user, password = _token_parts(token, k.role)
+    base = k.server_url.rstrip("/")
+    ctx = _insecure_ctx()
+    try:
+        code, body = _get(f"{base}/cacerts", ctx)
+    except (urllib.error.URLError, OSError) as exc:
+        raise SourceError(
+            f"cannot reach {P}:server_url {base} to check the join token "
+            f"({getattr(exc, 'reason', exc)}); nothing was restarted"
+        ) from None
+    if code != 200:
+        raise SourceError(f"{base}/cacerts answered HTTP {code}; is {base} a k3s server?")
+    if ca_hash and hashlib.sha256(body).hexdigest() != ca_hash:
+        raise TokenMismatch(
+            f"{P}:token does not belong to the cluster at {base}: its CA hash differs from "
+            "the server's /cacerts. Put that cluster's token in the GPG pillar; nothing "
+            "was restarted"
+        )
+    # A short token may be accepted as either supervisor user (agent-token setups):
+    # it is wrong only when every candidate is refused.
+    users = [user] if ca_hash else list(dict.fromkeys([user, "node", "server"]))
+    codes = []
+    for u in users:
+        auth = base64.b64encode(f"{u}:{password}".encode()).decode()
+        try:
+            code, _ = _get(
+                f"{base}/v1-k3s/client-ca.crt",
+                ctx,
+                headers={"Authorization": f"Basic {auth}"},
+            )
+        except (urllib.error.URLError, OSError) as exc:
+            raise SourceError(f"cannot check the token at {base}: {exc}") from None
+        codes.append(code)
+        if code not in (401, 403):
+            break
+    else:
+        raise TokenMismatch(
+            f"{P}:token is refused by the server at {base} (HTTP {codes[-1]}): it does "
+            "not match the running cluster. Put the cluster's token (server: "
+            "/var/lib/rancher/k3s/server/token) in the GPG pillar; nothing was restarted"
+        )
+    return f"token accepted by {base}"
 
 
 # -------------------------------------------------------------------------- service
