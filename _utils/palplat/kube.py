@@ -360,7 +360,7 @@ class Kube:
             raise InputError(f"{ref.kind or 'object'}: metadata.name is required")
         res = self.resource(ref.api_version, ref.kind)
         ns = _namespace(res, ref.namespace)
-        body = dict(manifest)
+        body = dict(reveal(dict(manifest)))
         if res.namespaced:
             body["metadata"] = {**(body.get("metadata") or {}), "namespace": ns}
         query: list[tuple[str, Any]] = [("fieldManager", self.field_manager)]
@@ -406,6 +406,22 @@ class Kube:
         except NotFound:
             return False
         return True
+
+
+def reveal(obj: Any) -> Any:
+    """``obj`` with every :class:`palplat.secret.Secret` replaced by its value (to send to
+    the API server); the very same object when it holds none."""
+    from palplat.secret import Secret
+
+    if isinstance(obj, Secret):
+        return obj.reveal()
+    if isinstance(obj, dict):
+        new = {k: reveal(v) for k, v in obj.items()}
+        return obj if all(new[k] is v for k, v in obj.items()) else new
+    if isinstance(obj, list):
+        new = [reveal(v) for v in obj]
+        return obj if all(a is b for a, b in zip(new, obj, strict=True)) else new
+    return obj
 
 
 def _namespace(res: Resource, namespace: str | None) -> str | None:
@@ -792,7 +808,7 @@ def validate_manifests(manifests: Any, where: str = "manifests") -> list[dict]:
             problems.append(f"{at}: duplicates {where}[{seen[ident]}] ({ref_of(m).key})")
             continue
         seen[ident] = i
-        out.append(dict(m))
+        out.append(reveal(dict(m)))
     if problems:
         raise InputError("; ".join(problems) + "; nothing was changed")
     return out

@@ -274,3 +274,15 @@ def test_api_error_messages():
 )
 def test_holds_matches_projection(value, want):
     assert kube._holds(value, want) == (kube.project(value, want) == want)
+
+
+def test_secret_values_in_manifests_are_revealed_for_the_server_only():
+    plain = cm({"a": "1"})
+    assert kube.reveal(plain) is plain
+    m = cm({"a": Secret("revealed-value-1"), "b": "x"})
+    sent = kube.validate_manifests([m])[0]
+    assert sent["data"] == {"a": "revealed-value-1", "b": "x"}
+    assert kube.diff(None, m)["."]["new"]["data"]["a"] == "<hidden>"
+    h1 = kube.owned(sent, "o")["metadata"]["annotations"][kube.HASH_ANNOTATION]
+    other = kube.validate_manifests([cm({"a": Secret("revealed-value-2"), "b": "x"})])[0]
+    assert kube.owned(other, "o")["metadata"]["annotations"][kube.HASH_ANNOTATION] != h1
