@@ -1,0 +1,391 @@
+"""`make sandbox`: the main job, end to end, inside one work directory.
+
+    python -m tests.support.sandbox up   --dir .sandbox     # make sandbox
+    python -m tests.support.sandbox down --dir .sandbox     # make sandbox-down
+
+`up` starts a real control plane (kine + kube-apiserver + kube-controller-manager on
+loopback), a real Salt master and minion (configs, keys, logs, caches under DIR/salt),
+writes a pillar derived from the example (pillar/palplat), with its secrets really
+GPG-encrypted for a sandbox key and decrypted by the master's gpg renderer, and runs
+
+    salt-run state.orchestrate palplat.full
+
+then the same orchestration with test=True, which must plan no change.
+
+Nothing outside DIR changes, except one network namespace (`palplat-sandbox`) that holds
+the firewall when the machine allows it (root, nft, ip). This uses the stages' own
+settings, not special cases: host:manage false, firewall:netns, k3s:mode external,
+gpu:enabled false. The example's Helm charts live on the internet, which the sandbox may
+not reach: each release uses a local stand-in chart (same name, namespace and `needs`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+MINION_ID = "palplat-sandbox"
+NETNS = "palplat-sandbox"
+BIN = Path(sys.executable).parent
+
+
+def say(msg: str) -> None:
+    print(f"[sandbox] {msg}", flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------------ pieces
+
+
+def control_plane(work: Path):
+    from tests.support.testenv import ControlPlane
+
+    cp_dir = work / "controlplane"
+    try:
+        cp = ControlPlane.attach(cp_dir)
+        if all(cp.running().values()):
+            say(f"control plane already running at {cp.server}")
+            return cp
+    except Exception:  # noqa: BLE001 - not running: start it
+        pass
+    cp = ControlPlane(cp_dir, detach=True)  # outlives this process; make sandbox-down stops it
+    t0 = time.monotonic()
+    cp.start(timeout=120)
+    say(f"control plane up at {cp.server} in {time.monotonic() - t0:.1f}s")
+    return cp
+
+
+def netns_available() -> tuple[bool, str]:
+    if os.geteuid() != 0:
+        return False, "not root"
+    for tool in ("ip", "nft"):
+        if not shutil.which(tool):
+            return False, f"{tool} not installed"
+    return True, ""
+
+
+def ensure_netns() -> None:
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    if NETNS not in names.split():
+        subprocess.run(["ip", "netns", "add", NETNS], check=True)
+        subprocess.run(["ip", "-n", NETNS, "link", "set", "lo", "up"], check=True)
+
+
+def gpg_key(work: Path) -> tuple[str, str]:
+    from tests.support.saltenv import make_gpg_home
+
+    home = work / "gpgkeys"
+    fpr_file = work / "gpg.fingerprint"
+    if fpr_file.exists():
+        return str(home), fpr_file.read_text().strip()
+    home_s, fpr = make_gpg_home(home, "palplat sandbox master")
+    fpr_file.write_text(fpr)
+    return home_s, fpr
+
+
+STANDIN_CHART = {
+    "Chart.yaml": "apiVersion: v2\nname: {name}\nversion: {version}\n"
+    "description: palplat sandbox stand-in for {name}\n",
+    "values.yaml": "{{}}\n",
+    "templates/configmap.yaml": (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{{{ .Release.Name }}}}-standin\n"
+        "data:\n  chart: {name}\n  values-sha256: {{{{ toJson .Values | sha256sum }}}}\n"
+    ),
+}
+
+
+def standin_chart(charts: Path, name: str, version: str) -> Path:
+    d = charts / name
+    for rel, text in STANDIN_CHART.items():
+        p = d / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text.format(name=name, version=version))
+    return d
+
+
+def sandbox_pillar(work: Path, kubeconfig: Path, firewall_ns: bool, fpr: str, gnupghome: str):
+    """The example pillar with the stages' sandbox settings; secrets GPG-encrypted."""
+    from palplat.gpgtool import encrypt, yaml_block
+
+    example = yaml.safe_load((REPO / "pillar/palplat/init.sls").read_text())["palplat"]
+    secrets = yaml.safe_load((REPO / "pillar/palplat/secrets.sls").read_text())["palplat"]
+    p = copy.deepcopy(example)
+    p["host"]["manage"] = False
+    if firewall_ns:
+        p["firewall"]["netns"] = NETNS
+        p["firewall"]["persist"] = False
+        p["firewall"]["root"] = str(work / "root")  # rollback state stays in the sandbox
+    else:
+        p["firewall"]["enabled"] = False
+    p["k3s"] = {"mode": "external", "kubeconfig": str(kubeconfig)}
+    secrets["k3s"].pop("registries", None)
+    p["gpu"] = {"enabled": False}
+    charts = work / "charts"
+    for name, rel in p["platform"]["releases"].items():
+        version = rel["chart"].get("version", "0.1.0")
+        rel["chart"] = {"path": str(standin_chart(charts, rel["chart"].get("name", name), version))}
+        rel["wait"] = False
+        rel["needs"] = [n for n in rel.get("needs", []) if n in p["platform"]["releases"]]
+    pillar_dir = work / "pillar"
+    pillar_dir.mkdir(parents=True, exist_ok=True)
+    (pillar_dir / "top.sls").write_text("base:\n  '*':\n    - palplat\n    - secrets\n")
+    (pillar_dir / "palplat.sls").write_text(yaml.safe_dump({"palplat": p}, sort_keys=False))
+
+    # Every secret leaf, encrypted for the sandbox master's key (the real gpg renderer).
+    def enc(tree, indent):
+        lines = []
+        pad = " " * indent
+        for k, v in tree.items():
+            if isinstance(v, dict):
+                lines.append(f"{pad}{k}:")
+                lines.extend(enc(v, indent + 2))
+            elif isinstance(v, list):
+                lines.append(f"{pad}{k}:")
+                for item in v:
+                    sub = enc(item, indent + 4)
+                    sub[0] = pad + "  - " + sub[0].lstrip()
+                    lines.extend(sub)
+            elif isinstance(v, str) and v.startswith("CHANGE-ME"):
+                value = "sandbox-" + hashlib.sha256((fpr + v).encode()).hexdigest()[:24]
+                lines.append(yaml_block(encrypt(value, fpr, gnupghome), k, indent).rstrip())
+            else:
+                lines.append(f"{pad}{k}: {json.dumps(v)}")
+        return lines
+
+    (pillar_dir / "secrets.sls").write_text(
+        "#!yaml|gpg\n" + "\n".join(enc({"palplat": secrets}, 0)) + "\n"
+    )
+    return pillar_dir
+
+
+def salt_config(work: Path, pillar_dir: Path, gnupghome: str) -> Path:
+    etc = work / "salt" / "etc"
+    root = work / "salt" / "root"
+    etc.mkdir(parents=True, exist_ok=True)
+    ports_file = work / "salt" / "ports.json"
+    if ports_file.exists():
+        ports = json.loads(ports_file.read_text())
+    else:
+        ports = {"publish": _free_port(), "ret": _free_port()}
+        ports_file.write_text(json.dumps(ports))
+    common = {
+        "root_dir": str(root),
+        "log_file": str(work / "salt" / "log" / "{role}.log"),
+        "log_level_logfile": "info",
+        "publish_port": ports["publish"],
+        "ret_port": ports["ret"],
+        "state_output": "changes",
+        "state_verbose": False,
+    }
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    common["user"] = user or "root"
+    master = dict(
+        common,
+        interface="127.0.0.1",
+        auto_accept=True,
+        file_roots={"base": [str(REPO / "salt"), str(REPO)]},
+        pillar_roots={"base": [str(pillar_dir)]},
+        gpg_keydir=gnupghome,
+        log_file=common["log_file"].format(role="master"),
+    )
+    minion = dict(
+        common,
+        id=MINION_ID,
+        master="127.0.0.1",
+        master_port=ports["ret"],
+        log_file=common["log_file"].format(role="minion"),
+    )
+    (work / "salt" / "log").mkdir(parents=True, exist_ok=True)
+    (etc / "master").write_text(yaml.safe_dump(master))
+    (etc / "minion").write_text(yaml.safe_dump(minion))
+    return etc
+
+
+def salt(etc: Path, prog: str, *args: str, timeout: int = 900, check=True, quiet=False):
+    argv = [str(BIN / prog), "-c", str(etc), *args]
+    cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if not quiet and cp.stdout.strip():
+        print(cp.stdout.rstrip())
+    if check and cp.returncode != 0:
+        sys.stderr.write(cp.stderr[-4000:])
+        raise SystemExit(f"[sandbox] {prog} {' '.join(args)} failed ({cp.returncode})")
+    return cp
+
+
+def start_salt(etc: Path) -> None:
+    for daemon in ("salt-master", "salt-minion"):
+        pidfile = _pidfile(etc, daemon)
+        if pidfile and _alive(pidfile):
+            continue
+        subprocess.run([str(BIN / daemon), "-c", str(etc), "-d"], check=True, env=_env())
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        cp = salt(
+            etc, "salt", MINION_ID, "test.ping", "--out=json", "-t", "10", check=False, quiet=True
+        )
+        if cp.returncode == 0 and "true" in cp.stdout:
+            say("salt master and minion are up")
+            return
+        time.sleep(2)
+    raise SystemExit("[sandbox] the minion did not answer within 180s; see .sandbox/salt/log")
+
+
+def _env() -> dict:
+    """The daemons find helm (and kubectl) where a host has them: on PATH."""
+    from tests.support.testenv import testbin_dir
+
+    return dict(os.environ, PATH=f"{testbin_dir()}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def _pidfile(etc: Path, daemon: str) -> Path | None:
+    root = Path(yaml.safe_load((etc / "master").read_text())["root_dir"])
+    return root / "var" / "run" / f"{daemon}.pid"
+
+
+def _alive(pidfile: Path) -> bool:
+    """A live (not zombie) salt process with that pid."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z" and b"salt" in cmdline
+
+
+def summarize(stdout: str, label: str) -> tuple[int, int, int]:
+    """(succeeded, failed, changed) counts from the orchestrate's JSON output."""
+    try:
+        data = json.loads(stdout)
+    except json.JSONDecodeError:
+        print(stdout[-4000:])
+        return 0, 1, 0
+    ret = data.get("data", data)
+    ret = next(iter(ret.values())) if isinstance(ret, dict) and len(ret) == 1 else ret
+    ok = bad = changed = 0
+    for sid, r in sorted(ret.items(), key=lambda kv: kv[1].get("__run_num__", 0)):
+        stage = sid.split("_|-")[1] if "_|-" in sid else sid
+        res = r.get("result")
+        minions = r.get("changes", {}).get("ret", {})
+        n_changed = 0
+        for mret in minions.values() if isinstance(minions, dict) else []:
+            if isinstance(mret, dict):
+                n_changed += sum(
+                    1 for s in mret.values() if isinstance(s, dict) and s.get("changes")
+                )
+        changed += n_changed
+        if res is False:
+            bad += 1
+        else:
+            ok += 1
+        mark = {True: "ok", None: "plan", False: "FAILED"}[res]
+        detail = f"{n_changed} state(s) changed" if minions else ""
+        comment = "" if res is not False else " -- " + str(r.get("comment", ""))[:2000]
+        say(f"{label}: {stage:28s} {mark:6s} {detail}{comment}")
+    return ok, bad, changed
+
+
+def up(work: Path) -> int:
+    work = work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(REPO / "_utils"))
+    cp = control_plane(work)
+    ok_ns, why = netns_available()
+    if ok_ns:
+        ensure_netns()
+        say(f"firewall applies inside network namespace {NETNS}")
+    else:
+        say(f"firewall stage disabled in the sandbox: {why}")
+    gnupghome, fpr = gpg_key(work)
+    pillar_dir = sandbox_pillar(work, Path(cp.kubeconfig), ok_ns, fpr, gnupghome)
+    etc = salt_config(work, pillar_dir, gnupghome)
+    start_salt(etc)
+    salt(etc, "salt-run", "saltutil.sync_all", quiet=True)
+    salt(etc, "salt", MINION_ID, "saltutil.sync_all", quiet=True)
+    target = json.dumps({"palplat_target": MINION_ID, "palplat_target_type": "glob"})
+    t0 = time.monotonic()
+    run = salt(
+        etc,
+        "salt-run",
+        "state.orchestrate",
+        "palplat.full",
+        f"pillar={target}",
+        "--out=json",
+        check=False,
+        quiet=True,
+    )
+    took = time.monotonic() - t0
+    _, bad, changed = summarize(run.stdout, "apply")
+    if bad or run.returncode != 0:
+        say(f"palplat.full FAILED after {took:.1f}s (logs: {work}/salt/log)")
+        return 1
+    say(f"palplat.full succeeded in {took:.1f}s ({changed} state(s) changed)")
+    t0 = time.monotonic()
+    plan = salt(
+        etc,
+        "salt-run",
+        "state.orchestrate",
+        "palplat.full",
+        f"pillar={target}",
+        "test=True",
+        "--out=json",
+        check=False,
+        quiet=True,
+    )
+    took = time.monotonic() - t0
+    _, bad, changed = summarize(plan.stdout, "plan ")
+    say(f"plan after apply (test=True): {changed} pending change(s) in {took:.1f}s")
+    say(f"kubeconfig: {cp.kubeconfig}   (KUBECONFIG={cp.kubeconfig} kubectl get cm -A)")
+    say("stop everything with: make sandbox-down")
+    return 0 if not bad and changed == 0 else 1
+
+
+def down(work: Path) -> int:
+    work = work.resolve()
+    etc = work / "salt" / "etc"
+    if (etc / "master").exists():
+        for daemon in ("salt-minion", "salt-master"):
+            pidfile = _pidfile(etc, daemon)
+            if pidfile and _alive(pidfile):
+                os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+                say(f"stopped {daemon}")
+    try:
+        from tests.support.testenv import ControlPlane
+
+        ControlPlane.attach(work / "controlplane").stop()
+        say("stopped the control plane")
+    except Exception as exc:  # noqa: BLE001
+        say(f"control plane: {exc}")
+    if os.geteuid() == 0 and shutil.which("ip"):
+        subprocess.run(["ip", "netns", "del", NETNS], capture_output=True, check=False)
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("action", choices=["up", "down"])
+    ap.add_argument("--dir", default=".sandbox", type=Path)
+    args = ap.parse_args(argv)
+    return up(args.dir) if args.action == "up" else down(args.dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
