@@ -23,6 +23,18 @@ from palplat.secret import Secret
 pytestmark = [pytest.mark.controlplane]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _salt_temp_log_handler():
+    """Salt (imported by pytest-salt-factories) buffers every log record in a deferred
+    handler that it flushes into pytest's already closed stderr at exit: drop it."""
+    yield
+    try:
+        from salt._logging.impl import shutdown_temp_handler
+    except ImportError:
+        return
+    shutdown_temp_handler()
+
+
 @pytest.fixture
 def k(kubeconfig):
     client = kube.Kube(kubeconfig)
@@ -82,6 +94,10 @@ def read_cm(kube_api, ns, name):
     from kubernetes import client
 
     return client.CoreV1Api(kube_api).read_namespaced_config_map(name, ns)
+
+
+def read_cm_data(kc, ns, name):
+    return kc.get("v1", "ConfigMap", name, ns)["data"]
 
 
 def owner_id() -> str:
@@ -543,20 +559,34 @@ def test_secret_values_never_shown(k, namespace, caplog):
 
 @pytest.mark.slow
 def test_api_server_down_then_back(k, namespace, control_plane):
+    """The API server stops in the middle of a run (right after the first object was
+    written): a clear error with what was done; after a restart a re-run converges."""
     owner = owner_id()
-    objs = [cm(namespace, "one"), cm(namespace, "two")]
+    objs = [cm(namespace, "one"), cm(namespace, "two"), cm(namespace, "three")]
     kube.converge(k, objs[:1], owner=owner, dry_run=False)
-    control_plane.stop_apiserver()
+    objs[0] = cm(namespace, "one", data={"level": "debug"})
+    applied = []
+
+    def stop_after_first(phase, msg, **kw):
+        applied.append(kw.get("key"))
+        if len(applied) == 2:  # "two" is about to be written: pull the plug
+            control_plane.stop_apiserver()
+
     try:
-        with pytest.raises(kube.KubeError, match="cannot reach the Kubernetes API server"):
-            kube.converge(k, objs, owner=owner, dry_run=False)
+        with pytest.raises(
+            kube.ConvergeError, match="cannot reach the Kubernetes API server"
+        ) as exc:
+            kube.converge(k, objs, owner=owner, dry_run=False, progress=stop_after_first)
+        assert list(exc.value.changes) == [f"ConfigMap/{namespace}/one"]
     finally:
         control_plane.start_apiserver()
     out = kube.converge(k, objs, owner=owner, dry_run=False)
     assert out["actions"] == {
         f"ConfigMap/{namespace}/one": "nothing",
         f"ConfigMap/{namespace}/two": "create",
+        f"ConfigMap/{namespace}/three": "create",
     }
+    assert read_cm_data(k, namespace, "one") == {"level": "debug"}
     assert kube.converge(k, objs, owner=owner, dry_run=False)["changes"] == {}
 
 
@@ -589,12 +619,7 @@ def loaders(kubeconfig, tmp_path_factory):
         states_dirs=[str(REPO / "_states")],
         pillar={"palplat": {"k3s": {"mode": "external", "kubeconfig": kubeconfig}}},
     )
-    yield Loaders(opts)
-    # Salt's deferred start-up log handler would otherwise flush into pytest's closed
-    # stderr at exit
-    from salt._logging.impl import shutdown_temp_handler
-
-    shutdown_temp_handler()
+    return Loaders(opts)
 
 
 @pytest.mark.salt
