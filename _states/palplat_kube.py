@@ -116,7 +116,8 @@ def present(
         ``app.kubernetes.io/managed-by: palplat``).
     prune
         Delete objects labelled with this owner that are no longer listed (common kinds and
-        the listed kinds; CRDs never; PersistentVolumeClaims only when in ``prune_kinds``).
+        the listed kinds; CRDs never; PersistentVolumeClaims only when in ``prune_kinds``;
+        Namespaces only while Namespaces are listed or in ``prune_kinds``).
     prune_kinds
         Extra ``[apiVersion, kind]`` pairs to prune.
     wait / timeout
@@ -194,7 +195,8 @@ def absent(
 
     With ``manifest``/``manifests``: delete exactly those objects (only apiVersion, kind and
     metadata are needed). With only ``owner``: delete every object labelled as owned by it
-    (common kinds plus ``kinds``; CRDs never). Test mode sends the same DELETE with
+    (common kinds plus ``kinds``; Namespaces and PersistentVolumeClaims only when in
+    ``kinds``; CRDs never). Test mode sends the same DELETE with
     ``dryRun=All``.
     """
     redact.install_log_filter()

@@ -759,9 +759,9 @@ _ORDER = {"Namespace": 0, "CustomResourceDefinition": 1}
 # What converge(prune=True) looks at besides the kinds of the desired objects, so that an
 # object whose whole kind left the manifests is still pruned. CRDs are never pruned (their
 # deletion deletes every custom resource); PersistentVolumeClaims only when named in
-# ``prune_kinds`` (data).
+# ``prune_kinds`` (data); Namespaces (deleting one deletes everything in it, whoever made
+# it) only while the manifests still hold Namespaces or when named in ``prune_kinds``.
 DEFAULT_PRUNE_KINDS = (
-    ("v1", "Namespace"),
     ("v1", "ConfigMap"),
     ("v1", "Secret"),
     ("v1", "Service"),

@@ -278,6 +278,29 @@ def test_prune_deletes_only_owned(k, namespace, kube_api):
     assert again["changes"] == {} and k.stats["writes"] == 0
 
 
+def test_prune_keeps_namespaces_unless_they_are_managed(k, namespace):
+    ns = "t-prune-ns-" + uuid.uuid4().hex[:6]
+    owner = owner_id()
+    nsobj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+    try:
+        kube.converge(k, [nsobj, cm(namespace)], owner=owner, dry_run=False)
+        # Namespaces left the manifests entirely: the namespace is not pruned
+        out = kube.converge(k, [cm(namespace)], owner=owner, dry_run=True, prune=True)
+        assert out["changes"] == {}
+        # named explicitly: it is
+        out = kube.converge(
+            k,
+            [cm(namespace)],
+            owner=owner,
+            dry_run=True,
+            prune=True,
+            prune_kinds=[("v1", "Namespace")],
+        )
+        assert out["actions"][f"Namespace/{ns}"] == "delete"
+    finally:
+        k.delete("v1", "Namespace", ns)
+
+
 # ---------------------------------------------------------------------- CRDs and waiting
 
 
