@@ -38,6 +38,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -726,7 +727,7 @@ def _run_with_progress(fn: Callable[[], Any], what: str, ctx: Context, every: fl
         while True:
             try:
                 return fut.result(timeout=every)
-            except TimeoutError:
+            except FutureTimeout:  # builtin TimeoutError only from 3.11
                 ctx.progress(
                     "waiting", f"{what}: still running after {time.monotonic() - start:.0f}s"
                 )

@@ -190,3 +190,17 @@ def test_repo_index(repo):
         idx.entry(repo, "nope", "1")
     with pytest.raises(PalplatError, match="unreachable"):
         helm.RepoIndex(timeout=2).entry("http://127.0.0.1:9", "cm", "1")
+
+
+def test_long_helm_call_reports_progress():
+    import time
+
+    from palplat import loaderkit
+
+    events = []
+    ctx = helm.Context(helm=None, kube=None)
+    ctx.progress = loaderkit.Progress(lambda d, t: events.append((t, d)), "helm", every=0)
+    out = helm._run_with_progress(lambda: time.sleep(0.35) or "ok", "helm upgrade x", ctx, 0.1)
+    assert out == "ok"
+    assert events and all(t == "palplat/helm/waiting" for t, _ in events)
+    assert "still running" in events[0][1]["message"]
