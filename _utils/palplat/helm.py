@@ -418,6 +418,7 @@ class ReleasePlan:
     stored: dict = field(default_factory=dict)
     error: str | None = None
     revision: int | None = None
+    crds_text: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -701,7 +702,9 @@ def _prepare(p: ReleasePlan, ctx: Context) -> None:
 def _apply_crds(p: ReleasePlan, ctx: Context, dry_run: bool) -> dict:
     """Create/upgrade the chart's CRDs by server-side apply (never deleted)."""
     _prepare(p, ctx)
-    text = ctx.helm.show_crds(chart_args(p.rel.chart))
+    if p.crds_text is None:  # one `helm show crds` per release and run
+        p.crds_text = ctx.helm.show_crds(chart_args(p.rel.chart))
+    text = p.crds_text
     crds = [
         o for o in parse_manifest(text, p.namespace) if o.get("kind") == "CustomResourceDefinition"
     ]
