@@ -367,7 +367,7 @@ def salt_states(kubeconfig, helm_bin, helm_env, tmp_path, rec, monkeypatch):
         {
             "file_client": "local",
             "cachedir": str(tmp_path / "cache"),
-            "module_dirs": [],
+            "module_dirs": [str(REPO / "_modules")],
             "states_dirs": [str(REPO / "_states")],
             "palplat.helm_bin": helm_bin,
         }
@@ -376,9 +376,13 @@ def salt_states(kubeconfig, helm_bin, helm_env, tmp_path, rec, monkeypatch):
     def make(pillar: dict, test: bool):
         o = dict(opts, test=test, pillar=pillar)
         utils = salt.loader.utils(o)
-        funcs = salt.loader.minion_mods(o, utils=utils, whitelist=["config", "event", "test"])
+        funcs = salt.loader.minion_mods(
+            o, utils=utils, whitelist=["config", "event", "test", "palplat_helm"]
+        )
         funcs["event.fire"] = rec.fire
-        return salt.loader.states(o, funcs, utils, {})
+        states = salt.loader.states(o, funcs, utils, {})
+        make.funcs = funcs
+        return states
 
     return make
 
@@ -396,6 +400,9 @@ def test_state_test_mode_same_changes_and_no_secret_anywhere(
     }
     planned = salt_states(pillar, True)["palplat_helm.platform"]("platform")
     assert planned["result"] is None, planned
+    mod_plan = salt_states.funcs["palplat_helm.plan"]()
+    assert mod_plan["changes"]["st"]["objects"] == planned["changes"]["st"]["objects"]
+    assert isinstance(salt_states.funcs["palplat_helm.releases"](), list)
     applied = salt_states(pillar, False)["palplat_helm.platform"]("platform")
     assert applied["result"] is True, applied
     strip = lambda c: {k: {f: v for f, v in r.items() if f != "revision"} for k, r in c.items()}  # noqa: E731
