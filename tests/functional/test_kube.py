@@ -23,18 +23,6 @@ from palplat.secret import Secret
 pytestmark = [pytest.mark.controlplane]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _salt_temp_log_handler():
-    """Salt (imported by pytest-salt-factories) buffers every log record in a deferred
-    handler that it flushes into pytest's already closed stderr at exit: drop it."""
-    yield
-    try:
-        from salt._logging.impl import shutdown_temp_handler
-    except ImportError:
-        return
-    shutdown_temp_handler()
-
-
 @pytest.fixture
 def k(kubeconfig):
     client = kube.Kube(kubeconfig)
