@@ -51,8 +51,9 @@ def plan(statuses: Mapping[str, Any]) -> dict:
             parse_version(s["desired"])
 
     def needs(m: str) -> bool:
+        # a node without k3s yet is a fresh install (palplat.full), not an upgrade
         s = nodes[m]
-        return bool(s.get("desired")) and s.get("installed") != s.get("desired")
+        return bool(s.get("desired") and s.get("installed")) and s["installed"] != s["desired"]
 
     def step(m: str) -> dict:
         s = nodes[m]

@@ -292,11 +292,12 @@ def test_upgrade_plan_order():
         "a2": st("agent", V1, V2, "n-a2"),
         "a1": st("agent", V1, V2, "n-a1"),
         "a0": st("agent", V2, V2, "n-a0"),
+        "fresh": st("agent", None, V2, "n-fresh"),
         "ext": {"mode": "external"},
     }
     plan = k3s_upgrade.plan(statuses)
     assert [s["minion"] for s in plan["steps"]] == ["s1", "s2", "s3", "a1", "a2"]
-    assert plan["unchanged"] == ["a0"]
+    assert plan["unchanged"] == ["a0", "fresh"]
     with pytest.raises(InputError, match="must answer"):
         k3s_upgrade.plan({**statuses, "s4": "did not answer"})
     with pytest.raises(InputError, match="newer than every server"):
