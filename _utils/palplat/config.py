@@ -43,6 +43,9 @@ def load(pillar: Mapping[str, Any] | None, *, key: str = ROOT) -> PalplatPillar:
         cfg = PalplatPillar.model_validate(dict(data))
     except ValidationError as exc:
         raise PillarError(_problems(exc)) from None
+    finally:
+        # Validation registered every secret: from now on every log line is masked.
+        redact.install_log_filter()
     problems = cross_check(cfg)
     if problems:
         raise PillarError(problems)
@@ -262,6 +265,9 @@ def cross_check(cfg: PalplatPillar) -> list[PillarProblem]:
                 f"release needs form a {exc}; remove one of these needs",
             )
         )
+    from palplat import k3s  # k3s imports this module
+
+    problems.extend(k3s.check(cfg, stage=False))
     seen_ns: dict[str, str] = {}
     for name, svc in cfg.services.items():
         ns = svc.namespace or name

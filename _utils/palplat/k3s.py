@@ -183,17 +183,26 @@ def arch() -> str:
 # ----------------------------------------------------------------------- validation
 
 
-def check(cfg: PalplatPillar) -> list[PillarProblem]:
-    """Problems of ``palplat:k3s`` that the model alone cannot see (role-specific)."""
+def check(cfg: PalplatPillar, *, stage: bool = True) -> list[PillarProblem]:
+    """Problems of ``palplat:k3s`` that the model alone cannot see (role-specific).
+
+    ``stage=False`` (pillar validation, :func:`palplat.config.cross_check`) leaves out what
+    only the k3s stage needs (a pinned version), so pillars of hosts that do not run the
+    k3s stage stay valid.
+    """
     k = cfg.k3s
     out: list[PillarProblem] = []
     if k.mode == "external":
         return out
-    if not k.version:
+    if stage and not k.version:
         out.append(
             PillarProblem(f"{P}:version", "is required with mode install: pin e.g. v1.33.5+k3s1")
         )
-    known = AGENT_FLAGS | (SERVER_FLAGS if k.role == "server" else frozenset())
+    known = (
+        AGENT_FLAGS
+        | (SERVER_FLAGS if k.role == "server" else frozenset())
+        | frozenset(k.extra_flags)
+    )
     for key in k.config:
         if key in MANAGED_KEYS:
             out.append(
@@ -209,7 +218,8 @@ def check(cfg: PalplatPillar) -> list[PillarProblem]:
                 PillarProblem(
                     f"{P}:config:{key}",
                     f"is not a k3s {k.role} flag{other}{hint} Keys are `k3s {k.role}` flags "
-                    "without the leading --; remove or fix it",
+                    "without the leading --; remove or fix it (a flag newer than palplat: "
+                    f"list it in {P}:extra_flags)",
                 )
             )
     if k.role == "agent" and not k.server_url:

@@ -211,8 +211,7 @@ class Firewall(Model):
     )
     root: str = Field(
         "/",
-        description="Filesystem root of the persistence and rollback files (tests use a tmp "
-        "dir).",
+        description="Filesystem root of the persistence and rollback files (tests use a tmp dir).",
     )
     main_config: str = Field(
         "/etc/nftables.conf",
@@ -284,6 +283,11 @@ class K3s(Model):
     registries: Registries | None = None
     source: K3sSource = K3sSource()
     allow_downgrade: bool = False
+    extra_flags: list[str] = Field(
+        default_factory=list,
+        description="config keys to accept although palplat's list of k3s flags lacks "
+        "them (a flag newer than palplat).",
+    )
     ready_timeout: Annotated[int, Field(ge=10, le=3600)] = 300
     root: str = Field(
         "/", description="Filesystem root every k3s path lives under (tests use a tmp dir)."

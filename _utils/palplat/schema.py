@@ -1,6 +1,6 @@
 """JSON Schema of pillar files holding the ``palplat`` key, for editors and CI.
 
-    python -m palplat.schema > schema/palplat.schema.json      (make schema)
+python -m palplat.schema > schema/palplat.schema.json      (make schema)
 """
 
 from __future__ import annotations

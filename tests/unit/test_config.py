@@ -39,8 +39,15 @@ def test_example_pillar_is_valid(example):
     cfg = config.load(example)
     assert len(cfg.platform.releases) == 14
     assert [n for n, _ in cfg.services.items()] == sorted(
-        ["pal-e-docs", "basketball-api", "pal-e-app", "westsidekingsandqueens",
-         "platform-validation", "gcal-scheduler"])
+        [
+            "pal-e-docs",
+            "basketball-api",
+            "pal-e-app",
+            "westsidekingsandqueens",
+            "platform-validation",
+            "gcal-scheduler",
+        ]
+    )
     waves = config.release_order(config.releases(cfg))
     flat = [n for w in waves for n in w]
     assert flat.index("minio") < flat.index("loki") < flat.index("promtail")
@@ -87,36 +94,81 @@ def test_secrets_are_masked_everywhere(example):
 @pytest.mark.parametrize(
     "mutate, path, words",
     [
-        (lambda p: p["services"]["pal-e-docs"].update(port="8000"),
-         "palplat:services:pal-e-docs:port", "wrong type"),
-        (lambda p: p["services"]["pal-e-docs"].update(port=70000),
-         "palplat:services:pal-e-docs:port", "65535"),
-        (lambda p: p["services"]["pal-e-docs"].update(prot=1),
-         "palplat:services:pal-e-docs:prot", "did you mean 'port'"),
+        (
+            lambda p: p["services"]["pal-e-docs"].update(port="8000"),
+            "palplat:services:pal-e-docs:port",
+            "wrong type",
+        ),
+        (
+            lambda p: p["services"]["pal-e-docs"].update(port=70000),
+            "palplat:services:pal-e-docs:port",
+            "65535",
+        ),
+        (
+            lambda p: p["services"]["pal-e-docs"].update(prot=1),
+            "palplat:services:pal-e-docs:prot",
+            "did you mean 'port'",
+        ),
         (lambda p: p["firewall"].update(alow=[]), "palplat:firewall:alow", "did you mean 'allow'"),
         (lambda p: p.update(k3ss={}), "palplat:k3ss", "did you mean 'k3s'"),
-        (lambda p: p["services"].update(Bad_Name={"repo": "a/b", "port": 1}),
-         "palplat:services:Bad_Name", "DNS-1123"),
-        (lambda p: p["platform"]["releases"]["loki"].update(namespace="Monitoring!"),
-         "palplat:platform:releases:loki:namespace", "DNS-1123"),
-        (lambda p: p["platform"]["releases"]["loki"].update(needs=["promtail"]),
-         "palplat:platform:releases", "cycle: loki -> promtail -> loki"),
-        (lambda p: p["platform"]["releases"]["cnpg"].update(needs=["minoi"]),
-         "palplat:platform:releases:cnpg:needs:0", "did you mean 'minio'"),
-        (lambda p: p["firewall"]["allow"][0].update(ports=[0]),
-         "palplat:firewall:allow:0:ports:0", "between 1 and 65535"),
-        (lambda p: p["firewall"]["allow"][0].update(proto="icmpx"),
-         "palplat:firewall:allow:0:proto", "'tcp' or 'udp'"),
-        (lambda p: p["firewall"]["management"].update(allow_from=["10.0.0.300/8"]),
-         "palplat:firewall:management:allow_from:0", "CIDR"),
-        (lambda p: p["k3s"].update(token="-----BEGIN PGP MESSAGE-----\n\nhQEMA\n"),
-         "palplat:k3s:token", "could not decrypt"),
-        (lambda p: p["services"].update(**{"pal-e-docs2": dict(p["services"]["pal-e-docs"],
-                                                               namespace="pal-e-docs")}),
-         "palplat:services:pal-e-docs2", "duplicate service"),
-        (lambda p: p["platform"]["releases"]["forgejo"]["chart"].pop("version"),
-         "palplat:platform:releases:forgejo:chart:version", "pin a version"),
+        (
+            lambda p: p["services"].update(Bad_Name={"repo": "a/b", "port": 1}),
+            "palplat:services:Bad_Name",
+            "DNS-1123",
+        ),
+        (
+            lambda p: p["platform"]["releases"]["loki"].update(namespace="Monitoring!"),
+            "palplat:platform:releases:loki:namespace",
+            "DNS-1123",
+        ),
+        (
+            lambda p: p["platform"]["releases"]["loki"].update(needs=["promtail"]),
+            "palplat:platform:releases",
+            "cycle: loki -> promtail -> loki",
+        ),
+        (
+            lambda p: p["platform"]["releases"]["cnpg"].update(needs=["minoi"]),
+            "palplat:platform:releases:cnpg:needs:0",
+            "did you mean 'minio'",
+        ),
+        (
+            lambda p: p["firewall"]["allow"][0].update(ports=[0]),
+            "palplat:firewall:allow:0:ports:0",
+            "between 1 and 65535",
+        ),
+        (
+            lambda p: p["firewall"]["allow"][0].update(proto="icmpx"),
+            "palplat:firewall:allow:0:proto",
+            "'tcp' or 'udp'",
+        ),
+        (
+            lambda p: p["firewall"]["management"].update(allow_from=["10.0.0.300/8"]),
+            "palplat:firewall:management:allow_from:0",
+            "CIDR",
+        ),
+        (
+            lambda p: p["k3s"].update(token="-----BEGIN PGP MESSAGE-----\n\nhQEMA\n"),
+            "palplat:k3s:token",
+            "could not decrypt",
+        ),
+        (
+            lambda p: p["services"].update(
+                **{"pal-e-docs2": dict(p["services"]["pal-e-docs"], namespace="pal-e-docs")}
+            ),
+            "palplat:services:pal-e-docs2",
+            "duplicate service",
+        ),
+        (
+            lambda p: p["platform"]["releases"]["forgejo"]["chart"].pop("version"),
+            "palplat:platform:releases:forgejo:chart:version",
+            "pin a version",
+        ),
         (lambda p: p["k3s"].update(version="1.33"), "palplat:k3s:version", "pattern"),
+        (
+            lambda p: p["k3s"]["config"].update({"flanel-backend": "vxlan"}),
+            "palplat:k3s:config:flanel-backend",
+            "did you mean 'flannel-backend'",
+        ),
     ],
 )
 def test_bad_input_names_the_path(example, mutate, path, words):
@@ -136,6 +188,16 @@ def test_all_problems_are_reported_at_once(example):
     found, text = problems(pillar)
     assert len(found) == 3, text
     assert text.startswith("the palplat pillar has 3 problems; nothing was changed")
+
+
+def test_newer_k3s_flags_can_be_declared(example):
+    pillar = copy.deepcopy(example)
+    pillar["palplat"]["k3s"]["config"]["some-future-flag"] = True
+    found, _ = problems(pillar)
+    assert "palplat:k3s:config:some-future-flag" in found
+    assert "extra_flags" in found["palplat:k3s:config:some-future-flag"].message
+    pillar["palplat"]["k3s"]["extra_flags"] = ["some-future-flag"]
+    config.load(pillar)
 
 
 def test_not_a_mapping():

@@ -15,6 +15,7 @@ import yaml
 
 from palplat import config, k3s, k3s_upgrade, redact, services
 from palplat.errors import InputError, PillarError, WaitTimeout
+from palplat.model import PalplatPillar
 from tests.support.fake_k3s import ReleaseServer
 
 V1, V2, V3 = "v1.33.5+k3s1", "v1.33.6+k3s1", "v1.34.1+k3s1"
@@ -29,9 +30,11 @@ def releases():
 
 
 def load(root, **k3s_keys):
+    """The model alone (no cross checks), so k3s.check itself is what is tested here;
+    config.load runs the same checks (test_pillar_validation_runs_the_k3s_checks)."""
     k = {"version": V1, "root": str(root), "service_manager": "processes"}
     k.update(k3s_keys)
-    return config.load({"palplat": {"k3s": k}})
+    return PalplatPillar.model_validate({"k3s": k})
 
 
 def problems(cfg):
@@ -69,6 +72,15 @@ def test_join_settings_required(tmp_path):
     assert any(p.startswith("palplat:k3s:server_url: must be an https URL") for p in ps)
     assert any(p.startswith("palplat:k3s:token: is required to join") for p in ps)
     assert any(p.startswith("palplat:k3s:version: is required") for p in ps)
+
+
+def test_pillar_validation_runs_the_k3s_checks(tmp_path):
+    pillar = {"palplat": {"k3s": {"root": str(tmp_path), "config": {"node-lable": ["a"]}}}}
+    with pytest.raises(PillarError) as exc:
+        config.load(pillar)
+    assert "palplat:k3s:config:node-lable" in str(exc.value)
+    # a pinned version is the k3s stage's own requirement, not the pillar's
+    assert "palplat:k3s:version" not in str(exc.value)
 
 
 def test_external_mode_needs_nothing(tmp_path):
@@ -369,8 +381,9 @@ def test_upgrade_stops_at_first_failure():
 
 
 def test_pillar_error_type(tmp_path):
-    with pytest.raises(PillarError):
-        load(tmp_path, service_manager="upstart")
+    with pytest.raises(PillarError) as exc:
+        config.load({"palplat": {"k3s": {"root": str(tmp_path), "service_manager": "upstart"}}})
+    assert "palplat:k3s:service_manager" in str(exc.value)
 
 
 def test_token_check_falls_back_to_the_servers_own_copy(tmp_path):

@@ -60,12 +60,14 @@ def test_desired_has_builtins_management_profile_and_user_rules():
 @pytest.mark.parametrize(
     "k3s, has, lacks",
     [
-        ({"role": "agent"}, {"kubelet", "flannel-vxlan"}, {"k3s-api", "etcd"}),
+        ({"role": "agent", "server_url": "https://a:6443", "token": "t0k3n-x"},
+         {"kubelet", "flannel-vxlan"}, {"k3s-api", "etcd"}),
         ({"config": {"flannel-backend": "wireguard-native"}}, {"flannel-wireguard"},
          {"flannel-vxlan"}),
         ({"config": {"datastore-endpoint": "postgres://x"}}, {"k3s-api"}, {"etcd"}),
         ({"cluster_init": False}, {"k3s-api"}, {"etcd"}),
-        ({"cluster_init": False, "server_url": "https://a:6443"}, {"etcd"}, set()),
+        ({"cluster_init": False, "server_url": "https://a:6443", "token": "t0k3n-x"},
+         {"etcd"}, set()),
         ({"mode": "external"}, set(), {"kubelet", "k3s-api", "trusted:tailscale0"}),
     ],
 )  # fmt: skip
