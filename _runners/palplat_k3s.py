@@ -118,6 +118,7 @@ def upgrade(tgt="I@palplat:*", tgt_type="compound", timeout=600, test=False):
     try:
         the_plan = k3s_upgrade.plan(_statuses(client, tgt, tgt_type, 60))
     except PalplatError as exc:
+        __context__["retcode"] = 1  # noqa: F821 - runner global
         return {"result": False, "comment": redact.mask_text(str(exc)), "changes": {}}
     if not the_plan["steps"]:
         return {"result": True, "comment": "every k3s node runs its pinned version", "changes": {}}
@@ -129,6 +130,7 @@ def upgrade(tgt="I@palplat:*", tgt_type="compound", timeout=600, test=False):
             the_plan, _caller(client, timeout), progress=progress, timeout=timeout
         )
     except k3s_upgrade.UpgradeError as exc:
+        __context__["retcode"] = 1  # noqa: F821 - runner global; fails the orchestration
         return {
             "result": False,
             "comment": str(exc),

@@ -14,14 +14,28 @@ palplat-validate:
     - tgt_type: {{ tgt_type }}
     - failhard: True
 
-{%- set stages = ['host', 'firewall', 'k3s', 'gpu', 'platform', 'service'] %}
+{#- A k3s version change on nodes that already run k3s goes through palplat_k3s.upgrade
+    (servers one at a time, agents drained); the k3s stage never changes an installed
+    version itself. Asked at render time, so the stage (and the plan) only shows up when
+    an upgrade is due. #}
+{%- set k3s_plan = salt['saltutil.runner']('palplat_k3s.plan', tgt=tgt, tgt_type=tgt_type) %}
+{%- set k3s_upgrade = k3s_plan.get('steps') or k3s_plan.get('result') is sameas false %}
+{%- set stages = ['host', 'firewall'] + (['k3s-upgrade'] if k3s_upgrade else [])
+                 + ['k3s', 'gpu', 'platform', 'service'] %}
 {%- for stage in stages %}
 
 palplat-{{ stage }}:
+{%- if stage == 'k3s-upgrade' %}
+  salt.runner:
+    - name: palplat_k3s.upgrade
+    - tgt: '{{ tgt }}'
+    - tgt_type: {{ tgt_type }}
+{%- else %}
   salt.state:
     - tgt: '{{ tgt }}'
     - tgt_type: {{ tgt_type }}
     - sls: palplat.{{ stage }}
+{%- endif %}
     - failhard: True
     - require:
       - salt: palplat-{{ 'validate' if loop.first else stages[loop.index0 - 1] }}
