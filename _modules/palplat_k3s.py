@@ -46,7 +46,7 @@ def _kube(cfg):
 
 
 def _progress():
-    return loaderkit.Progress(__salt__["event.fire"], "k3s")
+    return loaderkit.Progress(loaderkit.salt_fire(__salt__, __opts__), "k3s")
 
 
 def version():

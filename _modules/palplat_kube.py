@@ -185,5 +185,5 @@ def wait(refs, timeout=300, kubeconfig=None):
     ):
         refs = [refs]
     k = _client(kubeconfig)
-    progress = loaderkit.Progress(__salt__.get("event.fire"), "kube")
+    progress = loaderkit.Progress(loaderkit.salt_fire(__salt__, __opts__), "kube")
     return _call(kube.wait, k, refs, timeout=float(timeout), progress=progress)

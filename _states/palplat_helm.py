@@ -33,7 +33,7 @@ def _context(cfg):
         cfg,
         helm_bin=__salt__["config.get"]("palplat.helm_bin", "helm"),
         kubeconfig=__salt__["config.get"]("palplat.kubeconfig", None),
-        fire=__salt__.get("event.fire"),
+        fire=loaderkit.salt_fire(__salt__, __opts__),
     )
 
 

@@ -44,7 +44,7 @@ def _load(name):
 
 
 def _progress():
-    return loaderkit.Progress(__salt__["event.fire"], "k3s")
+    return loaderkit.Progress(loaderkit.salt_fire(__salt__, __opts__), "k3s")
 
 
 def _fetch_salt(url):

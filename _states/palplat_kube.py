@@ -135,7 +135,7 @@ def present(
         k = _client(kubeconfig)
     except PalplatError as exc:
         return loaderkit.failed(name, exc)
-    progress = loaderkit.Progress(__salt__.get("event.fire"), "kube")
+    progress = loaderkit.Progress(loaderkit.salt_fire(__salt__, __opts__), "kube")
     try:
         out = kube.converge(
             k,

@@ -51,7 +51,7 @@ def managed(name="palplat"):
         return loaderkit.state_ret(name, {}, True, plan.comment(test=False))
     if __opts__["test"]:
         return loaderkit.state_ret(name, plan.changes, None, plan.comment(test=True))
-    progress = loaderkit.Progress(__salt__.get("event.fire"), "firewall")
+    progress = loaderkit.Progress(loaderkit.salt_fire(__salt__, __opts__), "firewall")
     try:
         nft.apply(plan, progress=progress)
     except PalplatError as exc:

@@ -56,6 +56,20 @@ def failed(name: str, exc: Exception, changes: Mapping[str, Any] | None = None) 
     return state_ret(name, changes, False, f"{type(exc).__name__}: {exc}")
 
 
+def salt_fire(salt_funcs: Mapping[str, Callable], opts: Mapping[str, Any]) -> Fire | None:
+    """The ``fire(data, tag)`` for a minion: to the master's event bus when there is a
+    master (so ``salt-run state.event`` shows progress), else the local bus."""
+    local = (
+        opts.get("file_client") == "local"
+        or opts.get("master_type") == "disabled"
+        or opts.get("local")
+    )
+    send = salt_funcs.get("event.send")
+    if not local and send is not None:
+        return lambda data, tag: send(tag, data=dict(data))
+    return salt_funcs.get("event.fire")
+
+
 class Progress:
     """Logs progress of a long wait and fires it as a Salt event (both masked).
 
