@@ -2,7 +2,7 @@
 
     salt-run palplat.validate                 # every accepted minion's compiled pillar
     salt-run palplat.validate minion=host1
-    salt-run palplat.validate sls=/srv/pillar/palplat/init.sls
+    salt-run palplat.validate sls=/srv/pillar/palplat/init.sls,/srv/pillar/palplat/secrets.sls
 
 Prints every problem and exits non-zero when there is one.
 """
@@ -59,12 +59,19 @@ def validate(minion=None, sls=None):
 
         salt-run palplat.validate
         salt-run palplat.validate minion=host1
-        salt-run palplat.validate sls=pillar/palplat/init.sls
+        salt-run palplat.validate sls=pillar/palplat/init.sls,pillar/palplat/secrets.sls
     """
     redact.install_log_filter()
     targets = {}
     if sls:
-        targets[sls] = _render_file(sls)
+        # several files (comma-separated) are merged as Salt merges pillar files
+        import salt.utils.dictupdate
+
+        files = [f.strip() for f in str(sls).split(",") if f.strip()]
+        merged = {}
+        for path in files:
+            merged = salt.utils.dictupdate.merge(merged, _render_file(path), strategy="smart")
+        targets[", ".join(files)] = merged
     else:
         pillars = __salt__["pillar.show_pillar"](minion) if minion else None
         if minion:

@@ -248,3 +248,17 @@ def test_pip_install_mode_loads_palplat_modules(tmp_path):
         timeout=300,
     )
     assert "palplat_config" in json.loads(states.stdout)["local"]
+
+
+def test_runner_validates_pillar_files_for_pull_request_ci(synced_master, tmp_path):
+    """`salt-run palplat.validate sls=...` renders files (merged as Salt merges pillar)."""
+    files = ",".join(str(REPO / "pillar/palplat" / f) for f in ("init.sls", "secrets.sls"))
+    ok = synced_master.salt_run_cli(timeout=120).run("palplat.validate", f"sls={files}")
+    assert ok.returncode == 0, ok
+    bad = tmp_path / "bad.sls"
+    bad.write_text("palplat:\n  services:\n    web: {repo: a/b, prot: 80}\n")
+    ret = synced_master.salt_run_cli(timeout=120).run("palplat.validate", f"sls={bad}")
+    assert ret.returncode == 1, ret
+    text = json.dumps(ret.data)
+    assert "palplat:services:web:port: is required" in text
+    assert "palplat:services:web:prot: unknown key; did you mean 'port'?" in text
