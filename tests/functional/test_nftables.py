@@ -289,7 +289,11 @@ def test_lockout_is_refused_unless_forced(pair):
 @pytest.mark.parametrize("role, api", [("server", True), ("agent", False)])
 def test_k3s_profile_opens_the_role_ports(pair, role, api):
     p = pillar(pair, profile=True, allow=[])
-    p["palplat"]["k3s"] = {"role": role, "config": {"flannel-backend": "vxlan"}}
+    p["palplat"]["k3s"] = (
+        {"role": "server", "config": {"flannel-backend": "vxlan"}}
+        if role == "server"  # agents take the backend from their server: vxlan by default
+        else {"role": "agent", "server_url": "https://10.0.0.1:6443", "token": "t0k3n-agent"}
+    )
     plan = converge(p)
     assert {"kubelet", "flannel-vxlan", "trusted:tailscale0"} <= set(plan.changes["rules"])
     assert pair.reach(API, KUBELET, WEB) == {API: api, KUBELET: True, WEB: False}
