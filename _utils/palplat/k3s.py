@@ -37,7 +37,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ import yaml
 from palplat import proc, redact, services
 from palplat.config import K3S_KUBECONFIG, kubeconfig_path
 from palplat.errors import InputError, PalplatError, PillarProblem, WaitTimeout
+from palplat.fetch import ChecksumError, FetchSalt, SourceError, fetch, sha256_file
 from palplat.model import K3s, PalplatPillar
 
 P = "palplat:k3s"
@@ -106,14 +107,6 @@ SECRET_KEYS = frozenset(
 ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 BINARY_NAME = {"amd64": "k3s", "arm64": "k3s-arm64", "arm": "k3s-armhf"}
 VERSION_RE = re.compile(r"^v([0-9]+)\.([0-9]+)\.([0-9]+)(?:\+k3s([0-9]+))?$")
-
-
-class ChecksumError(PalplatError):
-    """The downloaded file does not match the expected sha256; nothing was replaced."""
-
-
-class SourceError(PalplatError):
-    """The release source could not be read."""
 
 
 class TokenMismatch(PalplatError):
@@ -281,19 +274,6 @@ def installed_version(binary: Path) -> str | None:
     return m.group(1)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-# ------------------------------------------------------------------------ fetching
-
-FetchSalt = Callable[[str], "str | None"]
-
-
 def release_url(k: K3s, filename: str) -> str:
     base = k.source.url
     version = k.version or ""
@@ -301,33 +281,6 @@ def release_url(k: K3s, filename: str) -> str:
         version = urllib.parse.quote(version, safe="")
     base = base.replace("{version}", version).rstrip("/")
     return f"{base}/{filename}"
-
-
-def _fetch(url: str, dest: Path, fetch_salt: FetchSalt | None, timeout: float = 120) -> None:
-    """Copy ``url`` to ``dest`` (http(s), file://, salt://, absolute path)."""
-    try:
-        if url.startswith("salt://"):
-            if fetch_salt is None:
-                raise SourceError(f"{url}: salt:// sources need a Salt minion (cp.cache_file)")
-            local = fetch_salt(url)
-            if not local:
-                raise SourceError(
-                    f"cannot fetch {url} from the Salt fileserver: the file is not in file_roots"
-                )
-            shutil.copyfile(local, dest)
-        elif url.startswith(("file://", "/")):
-            shutil.copyfile(urllib.parse.urlparse(url).path if "://" in url else url, dest)
-        else:
-            req = urllib.request.Request(url, headers={"User-Agent": "palplat"})
-            with urllib.request.urlopen(req, timeout=timeout) as resp, open(dest, "wb") as out:  # noqa: S310
-                shutil.copyfileobj(resp, out, 1 << 20)
-    except SourceError:
-        raise
-    except urllib.error.HTTPError as exc:
-        raise SourceError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise SourceError(f"cannot download {url}: {reason}") from None
 
 
 def expected_sha256(
@@ -339,7 +292,7 @@ def expected_sha256(
     sums_name = f"sha256sum-{arch()}.txt"
     url = release_url(k, sums_name)
     dest = workdir / sums_name
-    _fetch(url, dest, fetch_salt)
+    fetch(url, dest, fetch_salt)
     for line in dest.read_text(errors="replace").splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[1].lstrip("*") == filename:
@@ -404,7 +357,7 @@ def install_binary(
             url = release_url(k, name)
             if progress:
                 progress("download", f"downloading k3s {plan.desired} from {url}")
-            _fetch(url, tmp, fetch_salt)
+            fetch(url, tmp, fetch_salt)
             want, where = expected_sha256(k, name, tmp.parent, fetch_salt)
             got = sha256_file(tmp)
             if got != want:
@@ -437,7 +390,7 @@ def install_binary(
         dest = p.images_dir / name
         tmp = p.images_dir / f".{name}.palplat-download"
         try:
-            _fetch(release_url(k, name), tmp, fetch_salt, timeout=600)
+            fetch(release_url(k, name), tmp, fetch_salt, timeout=600)
             want, where = expected_sha256(k, name, p.images_dir, fetch_salt)
             got = sha256_file(tmp)
             if got != want:
