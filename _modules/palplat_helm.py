@@ -31,7 +31,7 @@ def _ctx():
         cfg = config.load(__pillar__)
         return cfg, helm.context_for(
             cfg,
-            helm_bin=__salt__["config.get"]("palplat.helm_bin", "helm"),
+            helm_bin=__salt__["config.get"]("palplat.helm_bin", None),
             kubeconfig=__salt__["config.get"]("palplat.kubeconfig", None),
         )
     except PalplatError as exc:

@@ -18,7 +18,7 @@ _sys.path[:0] = [
     if _os.path.isdir(_os.path.join(_p, "palplat")) and _p not in _sys.path
 ]
 
-from palplat import config, helm, loaderkit, redact  # noqa: E402
+from palplat import config, helm, helm_install, loaderkit, redact  # noqa: E402
 from palplat.errors import PalplatError  # noqa: E402
 
 __virtualname__ = "palplat_helm"
@@ -31,7 +31,7 @@ def __virtual__():
 def _context(cfg):
     return helm.context_for(
         cfg,
-        helm_bin=__salt__["config.get"]("palplat.helm_bin", "helm"),
+        helm_bin=__salt__["config.get"]("palplat.helm_bin", None),
         kubeconfig=__salt__["config.get"]("palplat.kubeconfig", None),
         fire=loaderkit.salt_fire(__salt__, __opts__),
     )
@@ -112,3 +112,37 @@ def platform(name="palplat-platform-releases"):
 def release(name):
     """Converge one release; ``name`` is its key under ``palplat:platform:releases``."""
     return _converge(name, only=[name])
+
+
+def installed(name="helm"):
+    """The helm binary pinned by ``palplat:platform:helm:version``: downloaded, sha256
+    verified (pillar or the release's ``.sha256sum``), version checked, atomically
+    installed at ``palplat:platform:helm:path``. Without a pinned version, nothing to do."""
+    try:
+        cfg = config.load(__pillar__)
+        the_plan = helm_install.plan(cfg)
+    except PalplatError as exc:
+        return loaderkit.failed(name, exc)
+    if not the_plan.desired:
+        return loaderkit.state_ret(
+            name, {}, True, "palplat:platform:helm:version is not pinned: using helm from PATH"
+        )
+    changes = the_plan.changes
+    if not changes:
+        return loaderkit.state_ret(name, {}, True, f"helm {the_plan.current} is installed")
+    if __opts__["test"]:
+        return loaderkit.state_ret(
+            name, changes, None, f"would install helm {the_plan.desired} at {the_plan.path}"
+        )
+    try:
+        changes = helm_install.install(
+            cfg,
+            the_plan,
+            fetch_salt=lambda url: __salt__["cp.cache_file"](url),
+            progress=loaderkit.Progress(loaderkit.salt_fire(__salt__, __opts__), "helm"),
+        )
+    except PalplatError as exc:
+        return loaderkit.failed(name, exc)
+    return loaderkit.state_ret(
+        name, changes, True, f"installed helm {the_plan.desired} at {the_plan.path} (verified)"
+    )

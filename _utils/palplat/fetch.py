@@ -4,6 +4,7 @@ verify them by sha256. Used by every stage that installs a binary."""
 from __future__ import annotations
 
 import hashlib
+import platform
 import shutil
 import urllib.error
 import urllib.parse
@@ -15,6 +16,17 @@ from palplat.errors import PalplatError
 
 # salt:// sources are fetched by the minion (cp.cache_file); the loader passes it in.
 FetchSalt = Callable[[str], "str | None"]
+
+
+ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def arch() -> str:
+    """The machine's architecture as release artifacts name it (amd64, arm64, arm)."""
+    a = ARCH.get(platform.machine().lower())
+    if a is None:
+        return "arm" if platform.machine().lower().startswith("arm") else "amd64"
+    return a
 
 
 class SourceError(PalplatError):

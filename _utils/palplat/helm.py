@@ -950,14 +950,16 @@ def converge(
 def context_for(
     cfg,
     *,
-    helm_bin: str = "helm",
+    helm_bin: str | None = None,
     kubeconfig: str | None = None,
     helm_env: Mapping[str, str] | None = None,
     fire=None,
 ) -> Context:
-    """A :class:`Context` for a validated pillar."""
-    from palplat import config, loaderkit
+    """A :class:`Context` for a validated pillar. ``helm_bin`` defaults to the pinned
+    install (``palplat:platform:helm``), else ``helm`` on PATH."""
+    from palplat import config, helm_install, loaderkit
 
+    helm_bin = helm_bin or helm_install.binary(cfg)
     kc = kubeconfig or config.kubeconfig_path(cfg)
     regs = {}
     if cfg.k3s.registries:

@@ -28,7 +28,6 @@ import difflib
 import hashlib
 import json
 import os
-import platform
 import re
 import shutil
 import socket
@@ -47,7 +46,7 @@ import yaml
 from palplat import proc, redact, services
 from palplat.config import K3S_KUBECONFIG, kubeconfig_path
 from palplat.errors import InputError, PalplatError, PillarProblem, WaitTimeout
-from palplat.fetch import ChecksumError, FetchSalt, SourceError, fetch, sha256_file
+from palplat.fetch import ChecksumError, FetchSalt, SourceError, arch, fetch, sha256_file
 from palplat.model import K3s, PalplatPillar
 
 P = "palplat:k3s"
@@ -104,7 +103,6 @@ SECRET_KEYS = frozenset(
     {"token", "agent-token", "datastore-endpoint", "etcd-s3-secret-key", "vpn-auth"}
 )
 
-ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 BINARY_NAME = {"amd64": "k3s", "arm64": "k3s-arm64", "arm": "k3s-armhf"}
 VERSION_RE = re.compile(r"^v([0-9]+)\.([0-9]+)\.([0-9]+)(?:\+k3s([0-9]+))?$")
 
@@ -164,13 +162,6 @@ def unit_name(k: K3s) -> str:
 
 def node_name(k: K3s) -> str:
     return str(k.config.get("node-name") or socket.gethostname()).lower()
-
-
-def arch() -> str:
-    a = ARCH.get(platform.machine().lower())
-    if a is None:
-        return "arm" if platform.machine().lower().startswith("arm") else "amd64"
-    return a
 
 
 # ----------------------------------------------------------------------- validation

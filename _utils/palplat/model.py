@@ -327,7 +327,26 @@ class Release(Model):
     release_name: DnsLabel | None = Field(None, description="Defaults to the map key.")
 
 
+class HelmTool(Model):
+    """The helm binary the platform stage uses."""
+
+    version: Annotated[str, Field(pattern=r"^v3\.[0-9]+\.[0-9]+$")] | None = Field(
+        None,
+        description="Pin (e.g. v3.22.0) to have palplat install and verify helm; unset: use "
+        "the helm found at `path` or on PATH.",
+    )
+    url: str = Field(
+        "https://get.helm.sh/helm-{version}-linux-{arch}.tar.gz",
+        description="Release archive: the official pattern, a mirror, file:// or salt://.",
+    )
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        None, description="sha256 of the archive; default: the `<url>.sha256sum` file."
+    )
+    path: str = "/usr/local/bin/helm"
+
+
 class Platform(Model):
+    helm: HelmTool = HelmTool()
     releases: dict[DnsLabel, Release] = {}
     history_max: Annotated[int, Field(ge=1, le=100)] = 5
     parallel: Annotated[int, Field(ge=1, le=16)] = 4

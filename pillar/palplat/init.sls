@@ -46,6 +46,9 @@ palplat:
       time_slicing: {replicas: 4}
 
   platform:
+    # k3s ships no helm: palplat installs this pinned, sha256-verified helm (palplat
+    # addition; not in the seed platform).
+    helm: {version: v3.22.0}
     releases:
       cnpg:
         namespace: cnpg-system

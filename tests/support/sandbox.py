@@ -121,6 +121,38 @@ def standin_chart(charts: Path, name: str, version: str) -> Path:
     return d
 
 
+def helm_release(work: Path) -> dict:
+    """The platform stage installs the pinned helm for real: from a release archive (the
+    layout get.helm.sh serves, with its .sha256sum) of the helm built for the tests, into
+    the sandbox's root."""
+    import tarfile
+
+    from palplat.fetch import arch
+    from tests.support.testenv import find_bin
+
+    helm = find_bin("helm")
+    if helm is None:
+        raise SystemExit("[sandbox] helm is not built: run tools/build-testbin")
+    version = subprocess.run(
+        [str(helm), "version", "--template", "{{.Version}}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    releases = work / "helm-releases"
+    releases.mkdir(parents=True, exist_ok=True)
+    name = f"helm-{version}-linux-{arch()}.tar.gz"
+    archive = releases / name
+    if not archive.exists():
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(Path(helm).resolve(), arcname=f"linux-{arch()}/helm")
+        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        (releases / f"{name}.sha256sum").write_text(f"{digest}  {name}\n")
+    return {
+        "version": version,
+        "url": f"file://{releases}/helm-{{version}}-linux-{{arch}}.tar.gz",
+        "path": str(work / "root" / "usr/local/bin/helm"),
+    }
+
+
 def sandbox_pillar(work: Path, kubeconfig: Path, firewall_ns: bool, fpr: str, gnupghome: str):
     """The example pillar with the stages' sandbox settings; secrets GPG-encrypted."""
     from palplat.gpgtool import encrypt, yaml_block
@@ -138,6 +170,7 @@ def sandbox_pillar(work: Path, kubeconfig: Path, firewall_ns: bool, fpr: str, gn
     p["k3s"] = {"mode": "external", "kubeconfig": str(kubeconfig)}
     secrets["k3s"].pop("registries", None)
     p["gpu"] = {"enabled": False}
+    p["platform"]["helm"] = helm_release(work)
     charts = work / "charts"
     for name, rel in p["platform"]["releases"].items():
         version = rel["chart"].get("version", "0.1.0")
@@ -235,7 +268,7 @@ def start_salt(etc: Path) -> None:
         pidfile = _pidfile(etc, daemon)
         if pidfile and _alive(pidfile):
             continue
-        subprocess.run([str(BIN / daemon), "-c", str(etc), "-d"], check=True, env=_env())
+        subprocess.run([str(BIN / daemon), "-c", str(etc), "-d"], check=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         cp = salt(
@@ -246,13 +279,6 @@ def start_salt(etc: Path) -> None:
             return
         time.sleep(2)
     raise SystemExit("[sandbox] the minion did not answer within 180s; see .sandbox/salt/log")
-
-
-def _env() -> dict:
-    """The daemons find helm (and kubectl) where a host has them: on PATH."""
-    from tests.support.testenv import testbin_dir
-
-    return dict(os.environ, PATH=f"{testbin_dir()}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
 def _pidfile(etc: Path, daemon: str) -> Path | None:
