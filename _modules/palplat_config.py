@@ -1,24 +1,9 @@
 """Execution module: validate and inspect the ``palplat`` pillar on a minion.
 
-Thin: the logic is in the ``palplat`` library (``_utils/palplat``).
+Thin: the logic is in the ``palplat`` library (``palplat.config``).
 """
 
-import os as _os
-import sys as _sys
-
-# The library is the installed ``palplat`` package (pip mode) or, with file_roots +
-# saltutil.sync_all, the copy synced beside this file's directory (extmods/utils).
-_sys.path[:0] = [
-    _p
-    for _p in (
-        _os.path.join(_os.path.dirname(_os.path.dirname(__file__)), _d)
-        for _d in ("utils", "_utils")
-    )
-    if _os.path.isdir(_os.path.join(_p, "palplat")) and _p not in _sys.path
-]
-
-from palplat import config, loaderkit, redact  # noqa: E402
-from palplat.errors import PalplatError  # noqa: E402
+from palplat import config, loaderkit, redact
 
 __virtualname__ = "palplat_config"
 
@@ -27,14 +12,11 @@ def __virtual__():
     return __virtualname__
 
 
-def _load():
-    redact.install_log_filter()
-    try:
-        return config.load(__pillar__)
-    except PalplatError as exc:
-        raise loaderkit.salt_exception(exc) from None
+def _env():
+    return loaderkit.env(__salt__, __opts__, __pillar__, __context__)
 
 
+@loaderkit.translate
 def validate():
     """
     Validate the ``palplat`` pillar; raise with every problem (path, found, fix).
@@ -45,10 +27,11 @@ def validate():
 
         salt '*' palplat_config.validate
     """
-    _load()
+    _env().config()
     return True
 
 
+@loaderkit.translate
 def show():
     """
     Show the validated ``palplat`` pillar with defaults filled in and secrets masked.
@@ -59,7 +42,7 @@ def show():
 
         salt '*' palplat_config.show
     """
-    return redact.mask(_load().model_dump(mode="json", by_alias=True))
+    return redact.mask(_env().config().model_dump(mode="json", by_alias=True))
 
 
 def problems():
@@ -72,5 +55,5 @@ def problems():
 
         salt '*' palplat_config.problems
     """
-    redact.install_log_filter()
+    _env()
     return [str(p) for p in config.problems_of(__pillar__)]

@@ -7,22 +7,10 @@
 Prints every problem and exits non-zero when there is one.
 """
 
-import os as _os
-import sys as _sys
+import salt.loader
+import salt.template
 
-_sys.path[:0] = [
-    _p
-    for _p in (
-        _os.path.join(_os.path.dirname(_os.path.dirname(__file__)), _d)
-        for _d in ("utils", "_utils")
-    )
-    if _os.path.isdir(_os.path.join(_p, "palplat")) and _p not in _sys.path
-]
-
-import salt.loader  # noqa: E402
-import salt.template  # noqa: E402
-
-from palplat import config, redact  # noqa: E402
+from palplat import config, loaderkit, redact
 
 __virtualname__ = "palplat"
 
@@ -61,7 +49,7 @@ def validate(minion=None, sls=None):
         salt-run palplat.validate minion=host1
         salt-run palplat.validate sls=pillar/palplat/init.sls,pillar/palplat/secrets.sls
     """
-    redact.install_log_filter()
+    loaderkit.env(__salt__, __opts__)
     targets = {}
     if sls:
         # several files (comma-separated) are merged as Salt merges pillar files

@@ -3,20 +3,7 @@
 Every palplat SLS requires it first, so a pillar typo stops the run before any change.
 """
 
-import os as _os
-import sys as _sys
-
-_sys.path[:0] = [
-    _p
-    for _p in (
-        _os.path.join(_os.path.dirname(_os.path.dirname(__file__)), _d)
-        for _d in ("utils", "_utils")
-    )
-    if _os.path.isdir(_os.path.join(_p, "palplat")) and _p not in _sys.path
-]
-
-from palplat import config, loaderkit, redact  # noqa: E402
-from palplat.errors import PillarError  # noqa: E402
+from palplat import loaderkit
 
 __virtualname__ = "palplat_config"
 
@@ -25,11 +12,8 @@ def __virtual__():
     return __virtualname__
 
 
+@loaderkit.state
 def validated(name="palplat"):
     """Validate the ``palplat`` pillar. Never changes anything; same in test mode."""
-    redact.install_log_filter()
-    try:
-        config.load(__pillar__)
-    except PillarError as exc:
-        return loaderkit.failed(name, exc)
+    loaderkit.env(__salt__, __opts__, __pillar__, __context__).config()
     return loaderkit.state_ret(name, {}, True, "the palplat pillar is valid")

@@ -19,21 +19,10 @@ Test mode sends the very same apply with ``dryRun=All`` and reports the field-le
 against the live object; a run with nothing to change makes no write request.
 """
 
-import os as _os
 import re as _re
-import sys as _sys
 
-_sys.path[:0] = [
-    _p
-    for _p in (
-        _os.path.join(_os.path.dirname(_os.path.dirname(__file__)), _d)
-        for _d in ("utils", "_utils")
-    )
-    if _os.path.isdir(_os.path.join(_p, "palplat")) and _p not in _sys.path
-]
-
-from palplat import config, kube, loaderkit, redact  # noqa: E402
-from palplat.errors import InputError, PalplatError, WaitTimeout  # noqa: E402
+from palplat import kube, loaderkit
+from palplat.errors import InputError, WaitTimeout
 
 __virtualname__ = "palplat_kube"
 
@@ -46,40 +35,15 @@ def __virtual__():
     return __virtualname__
 
 
+def _env():
+    return loaderkit.env(__salt__, __opts__, __pillar__, __context__)
+
+
 def _owner(name, owner):
     if owner:
         return kube.check_owner(str(owner))
     slug = _re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-_.")[:63].strip("-_.")
     return kube.check_owner(slug or "palplat")
-
-
-def _manifests(manifest, manifests):
-    items = []
-    if manifest is not None:
-        items.append(manifest)
-    if manifests is not None:
-        if isinstance(manifests, str):
-            import yaml
-
-            try:
-                manifests = [d for d in yaml.safe_load_all(manifests) if d]
-            except yaml.YAMLError as exc:
-                raise InputError(f"manifests is not valid YAML: {exc}") from None
-        elif isinstance(manifests, dict):
-            manifests = [manifests]
-        items.extend(manifests)
-    if not items:
-        raise InputError("give manifest (one object) or manifests (a list of objects)")
-    return kube.validate_manifests(items)
-
-
-def _client(kubeconfig):
-    if not kubeconfig:
-        kubeconfig = config.kubeconfig_path(config.load(__pillar__))
-    cache = __context__.setdefault("palplat_kube.clients", {})
-    if kubeconfig not in cache:
-        cache[kubeconfig] = kube.Kube(kubeconfig)
-    return cache[kubeconfig]
 
 
 def _summary(actions, test):
@@ -93,6 +57,7 @@ def _summary(actions, test):
     return lines
 
 
+@loaderkit.state
 def present(
     name,
     manifest=None,
@@ -126,35 +91,21 @@ def present(
     kubeconfig
         Default: ``palplat:k3s:kubeconfig`` from the pillar, else k3s's own.
     """
-    redact.install_log_filter()
-    test = bool(__opts__.get("test"))
-    try:
-        items = _manifests(manifest, manifests)
-        own = _owner(name, owner)
-        extra = [tuple(k) for k in (prune_kinds or [])]
-        k = _client(kubeconfig)
-    except PalplatError as exc:
-        return loaderkit.failed(name, exc)
-    progress = loaderkit.Progress(loaderkit.salt_fire(__salt__, __opts__), "kube")
-    try:
-        out = kube.converge(
-            k,
-            items,
-            owner=own,
-            dry_run=test,
-            prune=bool(prune),
-            prune_kinds=extra,
-            progress=progress,
-        )
-    except kube.ConvergeError as exc:
-        return loaderkit.state_ret(
-            name,
-            exc.changes,
-            False,
-            [f"{exc}", "the changes listed were applied before this error; fix it and re-run"],
-        )
-    except PalplatError as exc:
-        return loaderkit.failed(name, exc)
+    e = _env()
+    test = e.test
+    items = loaderkit.manifests_from(manifest, manifests)
+    own = _owner(name, owner)
+    k = e.kube(kubeconfig)
+    progress = e.progress("kube")
+    out = kube.converge(
+        k,
+        items,
+        owner=own,
+        dry_run=test,
+        prune=bool(prune),
+        prune_kinds=[tuple(x) for x in (prune_kinds or [])],
+        progress=progress,
+    )
     changes, actions = out["changes"], out["actions"]
     comment = _summary(actions, test)
     if test:
@@ -174,14 +125,13 @@ def present(
                 comment
                 + [f"{exc}", "the objects were applied; check why they are not ready and re-run"],
             )
-        except PalplatError as exc:
-            return loaderkit.state_ret(name, changes, False, comment + [f"{exc}"])
         comment.append(f"all {len(items)} object(s) ready")
     if not changes:
         comment.insert(0, f"{len(actions)} object(s) already as desired")
     return loaderkit.state_ret(name, changes, True, comment)
 
 
+@loaderkit.state
 def absent(
     name,
     manifest=None,
@@ -199,22 +149,17 @@ def absent(
     ``kinds``; CRDs never). Test mode sends the same DELETE with
     ``dryRun=All``.
     """
-    redact.install_log_filter()
-    test = bool(__opts__.get("test"))
-    try:
-        items = _manifests(manifest, manifests) if (manifest or manifests) else []
-        if not items and not owner:
-            raise InputError("give manifest/manifests (the objects) or owner (all it owns)")
-        k = _client(kubeconfig)
-        if items:
-            changes = kube.remove(k, items, dry_run=test)
-        else:
-            todo = set(kube.DEFAULT_PRUNE_KINDS) | {tuple(x) for x in (kinds or [])}
-            changes = kube.prune(k, kube.check_owner(str(owner)), [], kinds=todo, dry_run=test)
-    except kube.ConvergeError as exc:
-        return loaderkit.state_ret(name, exc.changes, False, str(exc))
-    except PalplatError as exc:
-        return loaderkit.failed(name, exc)
+    e = _env()
+    test = e.test
+    items = loaderkit.manifests_from(manifest, manifests) if (manifest or manifests) else []
+    if not items and not owner:
+        raise InputError("give manifest/manifests (the objects) or owner (all it owns)")
+    k = e.kube(kubeconfig)
+    if items:
+        changes = kube.remove(k, items, dry_run=test)
+    else:
+        todo = set(kube.DEFAULT_PRUNE_KINDS) | {tuple(x) for x in (kinds or [])}
+        changes = kube.prune(k, kube.check_owner(str(owner)), [], kinds=todo, dry_run=test)
     if not changes:
         return loaderkit.state_ret(name, {}, True, "already absent")
     verb = "would delete" if test else "deleted"

@@ -1,24 +1,51 @@
-"""Glue shared by the thin loader modules: state returns, error translation, events.
+"""The one glue between Salt's loader modules and the library.
 
-Everything here takes explicit arguments (no loader globals) so loader modules stay a few
-lines each and every return goes through the one redaction mechanism.
+Loader modules (``_modules``, ``_states``, ``_runners``) are thin: each function builds a
+:class:`Env` from its loader globals, calls the library, and returns. Everything that
+would otherwise be repeated per module lives here:
+
+- :func:`translate` / :func:`state` decorators: library errors become Salt exceptions
+  (execution modules, runners) or failed, masked state returns (states). They keep the
+  wrapped signature (``functools.wraps``), which is what Salt reads for arguments.
+- :func:`is_test`: the one reading of test mode.
+- :class:`Env`: the validated pillar, progress events to the right bus, and the per-area
+  factories (``kube``, ``helm_context``, ``k3s_config``) shared by an area's execution
+  and state modules; :func:`manifests_from` parses manifest arguments.
+- :func:`state_ret` / :func:`failed`: masked state returns.
+
+No ``sys.path`` bootstrap is needed in the loader modules: Salt (3006 and 3007) puts the
+``utils`` module directories (``extension_modules/utils`` after ``saltutil.sync_all``, and
+``utils_dirs``) on ``sys.path`` while it imports a module (``LazyLoader`` with
+``extra_module_dirs``), and ``pip install`` makes ``palplat`` a normal package.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from palplat import redact
+from palplat import config, redact
 from palplat.errors import InputError, PalplatError, PillarError
+from palplat.model import PalplatPillar
 
 log = logging.getLogger("palplat")
 
 EVENT_PREFIX = "palplat"
 
 Fire = Callable[[Mapping[str, Any], str], Any]
+
+
+# ------------------------------------------------------------------ test mode and errors
+
+
+def is_test(opts: Mapping[str, Any] | None) -> bool:
+    """True in test mode (``test=True`` on the command line or in the config)."""
+    return bool((opts or {}).get("test"))
 
 
 def salt_exception(exc: Exception) -> Exception:
@@ -31,6 +58,38 @@ def salt_exception(exc: Exception) -> Exception:
     if isinstance(exc, PalplatError):
         return CommandExecutionError(msg)
     return exc
+
+
+def translate(fn: Callable) -> Callable:
+    """Decorator for execution-module and runner functions: a library error is raised as
+    the matching Salt exception, with secrets masked."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PalplatError as exc:
+            raise salt_exception(exc) from None
+
+    return wrapper
+
+
+def state(fn: Callable) -> Callable:
+    """Decorator for state functions: a library error becomes a failed, masked state
+    return naming the error (with the changes already made when the error carries them)."""
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PalplatError as exc:
+            bound = sig.bind_partial(*args, **kwargs)
+            bound.apply_defaults()
+            name = bound.arguments.get("name", fn.__name__)
+            return failed(name, exc, getattr(exc, "changes", None))
+
+    return wrapper
 
 
 def state_ret(
@@ -53,7 +112,13 @@ def state_ret(
 def failed(name: str, exc: Exception, changes: Mapping[str, Any] | None = None) -> dict:
     if isinstance(exc, PillarError):
         return state_ret(name, changes, False, str(exc))
-    return state_ret(name, changes, False, f"{type(exc).__name__}: {exc}")
+    text = f"{type(exc).__name__}: {exc}"
+    if changes:
+        text += "\nthe changes listed were made before this error; fix it and re-run"
+    return state_ret(name, changes, False, text)
+
+
+# ------------------------------------------------------------------------- progress
 
 
 def salt_fire(salt_funcs: Mapping[str, Callable], opts: Mapping[str, Any]) -> Fire | None:
@@ -95,3 +160,119 @@ class Progress:
                 self.fire(payload, f"{EVENT_PREFIX}/{self.topic}/{phase}")
             except Exception:  # noqa: BLE001 - an event bus hiccup must not fail a state
                 log.debug("could not fire palplat event", exc_info=True)
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def manifests_from(manifest: Any = None, manifests: Any = None) -> list[dict]:
+    """The objects of a ``manifest`` (one mapping or a YAML string of one) and/or
+    ``manifests`` (a list, one mapping, or a multi-document YAML string), validated."""
+    from palplat import kube, yamlio
+
+    items: list[Any] = []
+    if manifest is not None:
+        if isinstance(manifest, str):
+            manifest = yamlio.load(manifest, what="manifest")
+        if not isinstance(manifest, dict):
+            raise InputError("manifest must be a mapping (one object)")
+        items.append(manifest)
+    if manifests is not None:
+        if isinstance(manifests, str):
+            manifests = yamlio.load_all(manifests, what="manifests")
+        elif isinstance(manifests, dict):
+            manifests = [manifests]
+        items.extend(manifests)
+    if not items:
+        raise InputError("give manifest (one object) or manifests (a list of objects)")
+    return kube.validate_manifests(items)
+
+
+# -------------------------------------------------------------------------------- env
+
+
+class Env:
+    """What a loader function needs from its globals, built once per call:
+    ``Env(__salt__, __opts__, __pillar__, __context__)``."""
+
+    def __init__(
+        self,
+        salt: Mapping[str, Callable] | None,
+        opts: Mapping[str, Any] | None,
+        pillar: Mapping[str, Any] | None = None,
+        context: dict | None = None,
+    ):
+        self.salt = salt or {}
+        self.opts = opts or {}
+        self.pillar = pillar
+        self.context = context if context is not None else {}
+        redact.install_log_filter()
+
+    @property
+    def test(self) -> bool:
+        return is_test(self.opts)
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """A minion/master config value (``config.get`` where the loader offers it)."""
+        get = self.salt.get("config.get")
+        if get is not None:
+            return get(key, default)
+        return self.opts.get(key, default)
+
+    def config(self) -> PalplatPillar:
+        """The validated ``palplat`` pillar; raises ``PillarError`` with every problem."""
+        return config.load(self.pillar)
+
+    def k3s_config(self) -> PalplatPillar:
+        """The validated pillar plus the k3s stage's own checks (a pinned version, ...)."""
+        from palplat import k3s
+
+        cfg = self.config()
+        problems = k3s.check(cfg)
+        if problems:
+            raise PillarError(problems)
+        return cfg
+
+    def fire(self) -> Fire | None:
+        return salt_fire(self.salt, self.opts)
+
+    def progress(self, topic: str) -> Progress:
+        return Progress(self.fire(), topic)
+
+    def fetch_salt(self, url: str) -> str:
+        """A ``salt://`` (or other Salt-fetchable) source cached on the minion."""
+        return self.salt["cp.cache_file"](url)
+
+    def kube(self, kubeconfig: str | None = None, cfg: PalplatPillar | None = None):
+        """A ``palplat.kube.Kube`` for ``kubeconfig`` (default: the pillar's), cached in
+        the loader's ``__context__`` for the rest of the run."""
+        from palplat import kube
+
+        if not kubeconfig:
+            kubeconfig = config.kubeconfig_path(cfg or self.config())
+        cache = self.context.setdefault("palplat_kube.clients", {})
+        if kubeconfig not in cache:
+            cache[kubeconfig] = kube.Kube(kubeconfig)
+        return cache[kubeconfig]
+
+    @contextlib.contextmanager
+    def helm_context(self, cfg: PalplatPillar) -> Iterator[Any]:
+        """The ``palplat.helm.Context`` for the pillar's releases (helm binary, kube
+        client, progress events); its kube client is closed on exit."""
+        from palplat import helm
+
+        ctx = helm.context_for(
+            cfg,
+            helm_bin=self.option("palplat.helm_bin", None),
+            kubeconfig=self.option("palplat.kubeconfig", None),
+            progress=self.progress("helm"),
+        )
+        try:
+            yield ctx
+        finally:
+            ctx.kube.close()
+
+
+def env(salt: Any, opts: Any, pillar: Any = None, context: Any = None) -> Env:
+    """Shorthand used by loader modules: ``loaderkit.env(__salt__, __opts__, ...)``."""
+    return Env(salt, opts, pillar, context)

@@ -25,6 +25,12 @@ _secrets: set[str] = set()
 _ordered: list[str] = []  # longest first, so overlapping secrets mask fully
 
 
+class Hidden:
+    """Marker base of values that always mask whole (``palplat.secret.Secret``)."""
+
+    __slots__ = ()
+
+
 def register(values: Iterable[Any]) -> None:
     """Register secret values (strings, or scalars rendered as strings)."""
     global _ordered
@@ -76,9 +82,7 @@ def mask_text(text: str) -> str:
 
 def mask(obj: Any) -> Any:
     """Return a copy of ``obj`` (nested dicts/lists/strings) with every secret masked."""
-    from palplat.secret import Secret  # local import: secret imports redact
-
-    if isinstance(obj, Secret):
+    if isinstance(obj, Hidden):
         return HIDDEN
     if isinstance(obj, str):
         return mask_text(obj)

@@ -12,7 +12,7 @@ from palplat import redact
 PGP_HEADER = "-----BEGIN PGP MESSAGE-----"
 
 
-class Secret:
+class Secret(redact.Hidden):
     """A secret scalar. ``str()``/``repr()`` give ``<hidden>``; ``reveal()`` the value.
 
     Creating one registers the value with :mod:`palplat.redact`, so it is masked in
