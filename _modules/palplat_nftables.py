@@ -1,25 +1,9 @@
 """Execution module: palplat's nftables table (``inet palplat``) on a minion.
 
-Thin: the logic is in ``palplat.nft`` (``_utils/palplat/nft.py``); see docs/firewall.md.
+Thin: the logic is in ``palplat.nft`` (``_utils/palplat/nft/``); see docs/firewall.md.
 """
 
-import os as _os
-import sys as _sys
-
-# The library is the installed ``palplat`` package (pip mode) or, with file_roots +
-# saltutil.sync_all, the copy synced beside this file's directory (extmods/utils).
-_sys.path[:0] = [
-    _p
-    for _p in (
-        _os.path.join(_os.path.dirname(_os.path.dirname(__file__)), _d)
-        for _d in ("utils", "_utils")
-    )
-    if _os.path.isdir(_os.path.join(_p, "palplat")) and _p not in _sys.path
-]
-
-from palplat import config, nft, redact  # noqa: E402
-from palplat.errors import PalplatError  # noqa: E402
-from palplat.loaderkit import salt_exception  # noqa: E402
+from palplat import loaderkit, nft
 
 __virtualname__ = "palplat_nftables"
 
@@ -28,14 +12,11 @@ def __virtual__():
     return __virtualname__
 
 
-def _fw():
-    redact.install_log_filter()
-    try:
-        return config.load(__pillar__)
-    except PalplatError as exc:
-        raise salt_exception(exc) from None
+def _cfg():
+    return loaderkit.env(__salt__, __opts__, __pillar__, __context__).config()
 
 
+@loaderkit.translate
 def render():
     """
     Show the ``nft -f`` script palplat would load (it replaces only palplat's table).
@@ -46,9 +27,10 @@ def render():
 
         salt '*' palplat_nftables.render
     """
-    return nft.render(nft.desired(_fw()))
+    return nft.render(nft.desired(_cfg()))
 
 
+@loaderkit.translate
 def plan():
     """
     Compare the live table with the pillar: rule-level changes, lock-out and
@@ -60,16 +42,14 @@ def plan():
 
         salt '*' palplat_nftables.plan
     """
-    cfg = _fw()
+    cfg = _cfg()
     if not cfg.firewall.enabled:
         return {"changes": {}, "comment": "palplat:firewall:enabled is false"}
-    try:
-        p = nft.plan(cfg)
-    except PalplatError as exc:
-        raise salt_exception(exc) from None
+    p = nft.plan(cfg)
     return {"changes": p.changes, "comment": p.comment(test=True)}
 
 
+@loaderkit.translate
 def live():
     """
     The live palplat table, rule texts grouped by rule name (None when absent).
@@ -80,16 +60,14 @@ def live():
 
         salt '*' palplat_nftables.live
     """
-    fw = _fw().firewall
-    try:
-        table = nft.Nft(fw.netns).live(fw.table)
-    except PalplatError as exc:
-        raise salt_exception(exc) from None
+    fw = _cfg().firewall
+    table = nft.Nft(fw.netns).live(fw.table)
     if table is None:
         return None
     return {name: [r.text() for r in rules] for name, rules in table.groups().items()}
 
 
+@loaderkit.translate
 def pending():
     """
     The firewall change waiting for confirmation, if any (deadline, mechanism).
@@ -100,13 +78,14 @@ def pending():
 
         salt '*' palplat_nftables.pending
     """
-    fw = _fw().firewall
+    fw = _cfg().firewall
     rec = nft.pending(nft.Paths.of(fw))
     if rec is None:
         return None
     return {k: rec[k] for k in ("table", "netns", "deadline", "mechanism") if k in rec}
 
 
+@loaderkit.translate
 def confirm():
     """
     Confirm the last firewall change: cancel its automatic rollback and write the
@@ -119,15 +98,13 @@ def confirm():
 
         salt '*' palplat_nftables.confirm
     """
-    fw = _fw().firewall
+    fw = _cfg().firewall
     if not fw.enabled:
         return {"confirmed": False, "comment": "palplat:firewall:enabled is false"}
-    try:
-        return nft.confirm(fw, nft.Paths.of(fw))
-    except PalplatError as exc:
-        raise salt_exception(exc) from None
+    return nft.confirm(fw, nft.Paths.of(fw))
 
 
+@loaderkit.translate
 def rollback():
     """
     Roll back an unconfirmed firewall change now (what its timer would do).
@@ -138,8 +115,5 @@ def rollback():
 
         salt '*' palplat_nftables.rollback
     """
-    fw = _fw().firewall
-    try:
-        return nft.rollback_now(nft.Paths.of(fw))
-    except PalplatError as exc:
-        raise salt_exception(exc) from None
+    fw = _cfg().firewall
+    return nft.rollback_now(nft.Paths.of(fw))

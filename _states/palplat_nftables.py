@@ -5,20 +5,7 @@ transaction replaces only palplat's table; a change that narrows access to the
 management ports is applied commit-confirmed. See docs/firewall.md.
 """
 
-import os as _os
-import sys as _sys
-
-_sys.path[:0] = [
-    _p
-    for _p in (
-        _os.path.join(_os.path.dirname(_os.path.dirname(__file__)), _d)
-        for _d in ("utils", "_utils")
-    )
-    if _os.path.isdir(_os.path.join(_p, "palplat")) and _p not in _sys.path
-]
-
-from palplat import config, loaderkit, nft, redact  # noqa: E402
-from palplat.errors import PalplatError  # noqa: E402
+from palplat import loaderkit, nft
 
 __virtualname__ = "palplat_nftables"
 
@@ -27,6 +14,7 @@ def __virtual__():
     return __virtualname__
 
 
+@loaderkit.state
 def managed(name="palplat"):
     """Make the live palplat table equal to the one rendered from the pillar.
 
@@ -34,26 +22,16 @@ def managed(name="palplat"):
     rules added, removed and changed by name, set element changes, whether the change
     would be commit-confirmed, and the boot-time files.
     """
-    redact.install_log_filter()
-    try:
-        cfg = config.load(__pillar__)
-    except PalplatError as exc:
-        return loaderkit.failed(name, exc)
+    e = loaderkit.env(__salt__, __opts__, __pillar__, __context__)
+    cfg = e.config()
     if not cfg.firewall.enabled:
         return loaderkit.state_ret(
             name, {}, True, "palplat:firewall:enabled is false: nftables is left alone"
         )
-    try:
-        plan = nft.plan(cfg)
-    except PalplatError as exc:
-        return loaderkit.failed(name, exc)
+    plan = nft.plan(cfg)
     if not plan.changed:
         return loaderkit.state_ret(name, {}, True, plan.comment(test=False))
-    if __opts__["test"]:
+    if e.test:
         return loaderkit.state_ret(name, plan.changes, None, plan.comment(test=True))
-    progress = loaderkit.Progress(loaderkit.salt_fire(__salt__, __opts__), "firewall")
-    try:
-        nft.apply(plan, progress=progress)
-    except PalplatError as exc:
-        return loaderkit.failed(name, exc)
+    nft.apply(plan, progress=e.progress("firewall"))
     return loaderkit.state_ret(name, plan.changes, True, plan.comment(test=False))

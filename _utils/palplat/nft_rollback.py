@@ -8,6 +8,11 @@ records the outcome beside the record. Standard library only, so it runs with wh
 Python started it and never depends on the pillar.
 
     python -m palplat.nft_rollback RECORD [--token T] [--detach --at EPOCH]
+
+The module path is in the command line of every armed rollback (the systemd unit's and the
+detached process's), so it stays ``palplat.nft_rollback``, outside the ``palplat.nft``
+package: a rollback armed before an upgrade runs it after the upgrade, and palplat finds
+its process by that name (``palplat.nft.commit.cancel``).
 """
 
 from __future__ import annotations

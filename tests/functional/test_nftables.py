@@ -262,8 +262,9 @@ def test_rejected_ruleset_changes_nothing(pair, monkeypatch):
     nft.confirm(config.load(p).firewall, nft.Paths.of(config.load(p).firewall))
     before = pair.nft("-a", "list", "ruleset").stdout
     real = nft.render
-    monkeypatch.setattr(
-        nft, "render", lambda t, header="": real(t, header).replace("policy drop;", "policy nope;")
+    monkeypatch.setattr(  # where nft.plan looks it up
+        "palplat.nft.converge.render",
+        lambda t, header="": real(t, header).replace("policy drop;", "policy nope;"),
     )
     p2 = copy.deepcopy(p)
     p2["palplat"]["firewall"]["allow"].append({"name": "other", "proto": "tcp", "ports": [OTHER]})

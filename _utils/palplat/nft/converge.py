@@ -1,0 +1,188 @@
+"""Plan and apply: desired vs live as a :class:`Plan` (what Salt's test mode shows), and
+carrying it out (arm the rollback when risky, one ``nft -f`` transaction, verify, persist,
+enable ``nftables.service``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from palplat import nft_rollback, proc
+from palplat.errors import PalplatError, PillarError
+from palplat.nft.build import desired
+from palplat.nft.changes import diff, summary
+from palplat.nft.cli import Nft
+from palplat.nft.commit import cancel, pending, schedule
+from palplat.nft.host import (
+    PERSIST_HEADER,
+    SERVICE,
+    Paths,
+    persist_plan,
+    persist_write,
+    service_enable,
+    service_enabled,
+)
+from palplat.nft.policy import lockout_problems, management_ports, narrows
+from palplat.nft.ruleset import FAMILY, Table, removal_script, render
+
+
+@dataclass
+class Plan:
+    fw: Any
+    paths: Paths
+    want: Table
+    live: Table | None
+    script: str
+    changes: dict[str, Any]
+    table_changed: bool
+    risky_ports: list[int]
+    pending: dict | None
+    persist: dict[str, Any]  # what persisting changes now ({} when deferred or up to date)
+    persist_content: str | None
+    service: bool  # nftables.service needs enabling
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+    def comment(self, test: bool) -> str:
+        if not self.changed:
+            c = f"firewall table {FAMILY} {self.want.name} is in the desired state"
+            if self.pending:
+                left = max(0, int(self.pending["deadline"] - time.time()))
+                c += (
+                    f"; an earlier change is NOT confirmed yet and rolls back in {left}s: run "
+                    "palplat_nftables.confirm"
+                )
+            return c
+        verb = "would" if test else "did"
+        parts = []
+        if self.table_changed:
+            parts.append(f"{verb} {summary(self.changes)} in table {FAMILY} {self.want.name}")
+        if self.risky_ports:
+            parts.append(
+                f"the change narrows access to management port(s) "
+                f"{', '.join(map(str, self.risky_ports))}: it {'would roll' if test else 'rolls'} "
+                f"back in {self.fw.confirm_seconds}s unless confirmed with "
+                "palplat_nftables.confirm"
+                + (" (persistence waits for the confirmation)" if self.persist_content else "")
+            )
+        if self.persist:
+            parts.append(f"{verb} write the boot-time config ({', '.join(self.persist)})")
+        if self.service:
+            parts.append(f"{verb} enable {SERVICE}")
+        return "; ".join(parts)
+
+
+def _persist_wanted(fw) -> bool:
+    # The boot-time config belongs to the host's namespace: a netns table is persisted
+    # only under a non-default root (sandbox, tests).
+    return fw.persist and not (fw.netns and (fw.root or "/") == "/")
+
+
+def plan(cfg, nft: Nft | None = None, run=proc.run) -> Plan:
+    """Desired vs live: raises :class:`PillarError` on a lock-out, :class:`CommandError`
+    when ``nft -c`` rejects the rendered table. Changes nothing."""
+    fw = cfg.firewall
+    nft = nft or Nft(fw.netns, run)
+    paths = Paths.of(fw)
+    want = desired(cfg)
+    problems = lockout_problems(fw, want)
+    if problems:
+        raise PillarError(problems)
+    live = nft.live(fw.table)
+    changes = diff(live, want)
+    script = render(want)
+    risky: list[int] = []
+    if changes:
+        nft.check(script)
+        risky = narrows(live, want, management_ports(fw))
+    rec = pending(paths)
+    content = None
+    persist: dict[str, Any] = {}
+    service = False
+    if _persist_wanted(fw):
+        header = PERSIST_HEADER.format(family=FAMILY, name=fw.table, main=paths.main_config)
+        content = f"{header}\n{script}"  # == render(want, header), rendered once
+        # Deferred to palplat_nftables.confirm while a change is unconfirmed.
+        if not risky and rec is None:
+            persist = persist_plan(paths, content)
+        enabled = service_enabled(fw.root, run)
+        service = enabled is False
+    all_changes = dict(changes)
+    if risky:
+        all_changes["confirm"] = {
+            "old": None,
+            "new": f"rollback in {fw.confirm_seconds}s unless palplat_nftables.confirm",
+        }
+    if persist:
+        all_changes["persist"] = persist
+    if service:
+        all_changes["service"] = {"old": "disabled", "new": f"{SERVICE} enabled"}
+    return Plan(
+        fw,
+        paths,
+        want,
+        live,
+        script,
+        all_changes,
+        bool(changes),
+        risky,
+        rec,
+        persist,
+        content,
+        service,
+    )
+
+
+def apply(p: Plan, nft: Nft | None = None, run=proc.run, progress=None) -> Table:
+    """Carry out a plan: arm the rollback (risky changes), load the table in one
+    transaction, re-read and verify, persist, enable the service. Returns the live table."""
+    fw = p.fw
+    nft = nft or Nft(fw.netns, run)
+    say = progress or (lambda *a, **k: None)
+    live = p.live
+    if p.table_changed:
+        rec = None
+        if p.risky_ports or p.pending:
+            persist = (
+                {"paths": p.paths.__dict__, "content": p.persist_content}
+                if p.persist_content is not None
+                else None
+            )
+            previous = ""  # a pending change keeps the last confirmed table's script
+            if not p.pending:
+                previous = removal_script(fw.table) + (nft.list_text(fw.table) or "")
+            rec = schedule(fw, p.paths, nft, previous, persist, run)
+            say(
+                "armed",
+                f"rollback of {FAMILY} {fw.table} armed ({rec['mechanism']}), "
+                f"{fw.confirm_seconds}s to confirm",
+                force=True,
+            )
+        try:
+            nft.load(p.script)
+        except PalplatError:
+            if rec is not None and not p.pending:
+                with nft_rollback.locked(p.paths.record):
+                    cancel(rec, run)
+                    os.unlink(p.paths.record)
+            raise
+        live = nft.live(fw.table)
+        if live is None or live.key() != p.want.key():
+            left = diff(live, p.want)
+            raise PalplatError(
+                f"nft loaded table {FAMILY} {fw.table} but the live table differs from the "
+                f"rendered one ({summary(left)}); check for another tool rewriting it"
+            )
+        say("applied", f"table {FAMILY} {fw.table} applied: {summary(p.changes) or 'persistence'}")
+    if p.persist:
+        persist_write(p.paths, p.persist_content)
+        left = persist_plan(p.paths, p.persist_content)
+        if left:
+            raise PalplatError(f"wrote the boot-time config but it still differs: {left}")
+    if p.service:
+        service_enable(fw.root, run)
+    return live
