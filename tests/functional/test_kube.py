@@ -609,7 +609,7 @@ def loaders(kubeconfig, tmp_path_factory):
     import salt.config
     from saltfactories.utils.functional import Loaders
 
-    from tests.support.saltenv import REPO
+    from tests.support.saltenv import CHECKOUT_DIRS
 
     root = tmp_path_factory.mktemp("kube-minion")
     for d in ("srv", "pillar"):
@@ -626,8 +626,7 @@ def loaders(kubeconfig, tmp_path_factory):
         file_client="local",
         file_roots={"base": [str(root / "srv")]},
         pillar_roots={"base": [str(root / "pillar")]},
-        module_dirs=[str(REPO / "_modules")],
-        states_dirs=[str(REPO / "_states")],
+        **CHECKOUT_DIRS,
         pillar={"palplat": {"k3s": {"mode": "external", "kubeconfig": kubeconfig}}},
     )
     return Loaders(opts)

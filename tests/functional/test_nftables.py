@@ -23,8 +23,7 @@ import pytest
 
 from palplat import config, nft
 from palplat.errors import PalplatError, PillarError
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.saltenv import CHECKOUT_DIRS, REPO
 
 pytestmark = [
     pytest.mark.netns,
@@ -365,8 +364,7 @@ def salt_config(pair: Pair, p: dict) -> Path:
                 "root_dir": str(conf / "root"),
                 "file_roots": {"base": [str(REPO / "salt")]},
                 "pillar_roots": {"base": [str(conf / "pillar")]},
-                "module_dirs": [str(REPO / "_modules")],
-                "states_dirs": [str(REPO / "_states")],
+                **CHECKOUT_DIRS,
                 "log_file": str(conf / "minion.log"),
             }
         )

@@ -12,6 +12,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
+# A minion pointed straight at this checkout (no sync): the loader module directories and
+# ``utils_dirs``, which Salt puts on sys.path while it imports the modules (so they find
+# the ``palplat`` library exactly as synced modules find ``extmods/utils``).
+CHECKOUT_DIRS = {
+    "module_dirs": [str(REPO / "_modules")],
+    "states_dirs": [str(REPO / "_states")],
+    "runner_dirs": [str(REPO / "_runners")],
+    "utils_dirs": [str(REPO / "_utils")],
+}
+
 
 def master_overrides(pillar_dir: Path, gpg_keydir: Path | None = None, **extra) -> dict:
     """Classic deployment (mode b): file_roots hold the state tree and the repo root (for
