@@ -1,22 +1,9 @@
 """Execution module: inspect and plan the Helm releases of the ``palplat`` pillar.
 
-Thin: the logic is in the ``palplat`` library (``_utils/palplat/helm.py``).
+Thin: the logic is in the ``palplat`` library (``_utils/palplat/helm/``).
 """
 
-import os as _os
-import sys as _sys
-
-_sys.path[:0] = [
-    _p
-    for _p in (
-        _os.path.join(_os.path.dirname(_os.path.dirname(__file__)), _d)
-        for _d in ("utils", "_utils")
-    )
-    if _os.path.isdir(_os.path.join(_p, "palplat")) and _p not in _sys.path
-]
-
-from palplat import config, helm, loaderkit, redact  # noqa: E402
-from palplat.errors import PalplatError  # noqa: E402
+from palplat import config, helm, loaderkit, redact
 
 __virtualname__ = "palplat_helm"
 
@@ -25,19 +12,11 @@ def __virtual__():
     return __virtualname__
 
 
-def _ctx():
-    redact.install_log_filter()
-    try:
-        cfg = config.load(__pillar__)
-        return cfg, helm.context_for(
-            cfg,
-            helm_bin=__salt__["config.get"]("palplat.helm_bin", None),
-            kubeconfig=__salt__["config.get"]("palplat.kubeconfig", None),
-        )
-    except PalplatError as exc:
-        raise loaderkit.salt_exception(exc) from None
+def _env():
+    return loaderkit.env(__salt__, __opts__, __pillar__, __context__)
 
 
+@loaderkit.translate
 def releases():
     """
     List every Helm release in the cluster (``helm list -A``), as helm reports it.
@@ -48,17 +27,13 @@ def releases():
 
         salt '*' palplat_helm.releases
     """
-    _, ctx = _ctx()
-    try:
-        return redact.mask(
-            sorted(ctx.helm.list_releases().values(), key=lambda r: (r["namespace"], r["name"]))
-        )
-    except PalplatError as exc:
-        raise loaderkit.salt_exception(exc) from None
-    finally:
-        ctx.kube.close()
+    e = _env()
+    with e.helm_context(e.config()) as ctx:
+        found = ctx.helm.list_releases().values()
+        return redact.mask(sorted(found, key=lambda r: (r["namespace"], r["name"])))
 
 
+@loaderkit.translate
 def plan(name=None):
     """
     The plan for the pillar's releases (or only ``name``): what would change and the
@@ -71,13 +46,8 @@ def plan(name=None):
         salt '*' palplat_helm.plan
         salt '*' palplat_helm.plan name=ingress-nginx
     """
-    cfg, ctx = _ctx()
-    try:
+    e = _env()
+    cfg = e.config()
+    with e.helm_context(cfg) as ctx:
         res = helm.converge(config.releases(cfg), ctx, test=True, only=[name] if name else None)
-        return redact.mask(
-            {"changes": res["changes"], "errors": res["errors"], "unchanged": res["unchanged"]}
-        )
-    except PalplatError as exc:
-        raise loaderkit.salt_exception(exc) from None
-    finally:
-        ctx.kube.close()
+    return redact.mask({k: res[k] for k in ("changes", "errors", "unchanged")})

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from palplat import config, helm, kube, proc, redact
+from palplat import config, helm, kube, loaderkit, proc, redact
+from tests.support.saltenv import CHECKOUT_DIRS
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.helm]
 
@@ -71,7 +72,8 @@ def run(kubeconfig, helm_bin, helm_env, rec):
             }
         }
         cfg = config.load(pillar)
-        ctx = helm.context_for(cfg, helm_bin=helm_bin, helm_env=helm_env, fire=rec.fire)
+        progress = loaderkit.Progress(rec.fire, "helm")
+        ctx = helm.context_for(cfg, helm_bin=helm_bin, helm_env=helm_env, progress=progress)
         ctx.helm.runner = rec.runner
         before = dict(proc.STATS["by_program"])
         try:
@@ -367,8 +369,7 @@ def salt_states(kubeconfig, helm_bin, helm_env, tmp_path, rec, monkeypatch):
         {
             "file_client": "local",
             "cachedir": str(tmp_path / "cache"),
-            "module_dirs": [str(REPO / "_modules")],
-            "states_dirs": [str(REPO / "_states")],
+            **CHECKOUT_DIRS,
             "palplat.helm_bin": helm_bin,
         }
     )

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from palplat import config, helm_install
+from palplat import config
 from palplat.fetch import ChecksumError, SourceError, arch
-from tests.support.saltenv import REPO
+from palplat.helm import install as helm_install
+from tests.support.saltenv import CHECKOUT_DIRS
 
 pytestmark = [pytest.mark.helm]
 
@@ -131,8 +132,7 @@ def test_state_through_salt_loader(tmp_path, release_server):
         {
             "file_client": "local",
             "cachedir": str(tmp_path / "cache"),
-            "module_dirs": [str(REPO / "_modules")],
-            "states_dirs": [str(REPO / "_states")],
+            **CHECKOUT_DIRS,
         }
     )
 

@@ -4,12 +4,20 @@ helm decides what ``helm uninstall`` keeps from the annotations in the release's
 manifest (not from the live objects), so palplat renders ``keep_pvcs: true`` releases
 through this script: their claims then survive an uninstall. Reads the rendered manifests
 on stdin, writes them to stdout. Standalone (PyYAML only): helm runs it as
-``<python> helm_keep.py``.
+``<python> <path of this file>`` (see :func:`palplat.helm.cli.post_renderer`); it is also
+importable as :mod:`palplat.helm.keep`.
 """
 
+import os
 import sys
 
-import yaml
+if __name__ == "__main__":
+    # run as a script, this package directory is sys.path[0]: its sibling modules (cli,
+    # install, diff, ...) must not shadow anything PyYAML imports
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+
+import yaml  # noqa: E402
 
 POLICY = "helm.sh/resource-policy"
 

@@ -1,0 +1,89 @@
+"""What one run shares: the helm CLI, the kube client, the repository indexes, the
+repositories added and registries logged in to (once per run), and the progress callable."""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from palplat import config
+from palplat import kube as k8s
+from palplat.errors import CommandError
+from palplat.helm.chart import RepoIndex, repo_name
+from palplat.helm.cli import Helm, HelmError
+from palplat.helm.install import binary
+from palplat.model import Chart
+
+Progress = Callable[..., Any]
+"""``progress(phase, message, force=False, **data)``, e.g. :class:`palplat.loaderkit.Progress`:
+phases ``start``, ``waiting`` (repeated while a helm call runs; the callable throttles it
+unless ``force``), ``done`` and ``recover``."""
+
+
+def pillar_path(key: str, *rest: str) -> str:
+    """Where a release's settings are in the pillar, for error messages."""
+    return ":".join([config.ROOT, "platform", "releases", key, *rest])
+
+
+@dataclass
+class Context:
+    helm: Helm
+    kube: k8s.Kube
+    history_max: int = 5
+    parallel: int = 4
+    registries: Mapping[str, Any] = field(default_factory=dict)  # host -> RegistryAuth
+    progress: Progress | None = None
+    index: RepoIndex = field(default_factory=RepoIndex)
+    _repos_added: set = field(default_factory=set)
+    _logins: set = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def prepare(self, key: str, chart: Chart) -> None:
+        """Repository add / registry login for release ``key``'s chart, once per run and
+        only for what is needed."""
+        c = chart
+        with self._lock:
+            if c.repo and c.repo not in self._repos_added:
+                try:
+                    self.helm.repo_add(repo_name(c.repo), c.repo)
+                except CommandError as exc:
+                    raise HelmError(
+                        f"{pillar_path(key, 'chart:repo')}: cannot add helm repository "
+                        f"{c.repo}: {exc.stderr.strip() or exc}"
+                    ) from None
+                self._repos_added.add(c.repo)
+            if c.oci:
+                host = urllib.parse.urlparse(c.oci).netloc
+                auth = getattr(self.registries.get(host), "auth", None)
+                if auth is not None and host not in self._logins:
+                    self.helm.registry_login(host, auth.username, auth.password.reveal())
+                    self._logins.add(host)
+
+
+def context_for(
+    cfg,
+    *,
+    helm_bin: str | None = None,
+    kubeconfig: str | None = None,
+    helm_env: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+) -> Context:
+    """A :class:`Context` for a validated pillar. ``helm_bin`` defaults to the pinned
+    install (``palplat:platform:helm``), else ``helm`` on PATH. ``progress`` receives the
+    progress of long helm calls (a Salt loader module passes a ``loaderkit.Progress``)."""
+    helm_bin = helm_bin or binary(cfg)
+    kc = kubeconfig or config.kubeconfig_path(cfg)
+    regs = {}
+    if cfg.k3s.registries:
+        regs = dict(cfg.k3s.registries.configs)
+    return Context(
+        helm=Helm(helm_bin, kc, env=helm_env),
+        kube=k8s.Kube(kc),
+        history_max=cfg.platform.history_max,
+        parallel=cfg.platform.parallel,
+        registries=regs,
+        progress=progress,
+    )
