@@ -1,24 +1,12 @@
 """Execution module: k3s on this minion (version, status, readiness, cordon/drain).
 
-Thin: the logic is in the ``palplat`` library (``palplat.k3s``, ``palplat.k3s_upgrade``).
+Thin: the logic is in the ``palplat`` library (``palplat.k3s``, ``palplat.k3s.upgrade``).
 Node operations (cordon, drain, uncordon, node_ready) run on a server minion, through the
 kubeconfig k3s writes there (``palplat.config.kubeconfig_path``).
 """
 
-import os as _os
-import sys as _sys
-
-_sys.path[:0] = [
-    _p
-    for _p in (
-        _os.path.join(_os.path.dirname(_os.path.dirname(__file__)), _d)
-        for _d in ("utils", "_utils")
-    )
-    if _os.path.isdir(_os.path.join(_p, "palplat")) and _p not in _sys.path
-]
-
-from palplat import config, k3s, k3s_upgrade, loaderkit, redact  # noqa: E402
-from palplat.errors import PalplatError, PillarError  # noqa: E402
+from palplat import k3s, loaderkit
+from palplat.k3s import upgrade
 
 __virtualname__ = "palplat_k3s"
 
@@ -27,28 +15,21 @@ def __virtual__():
     return __virtualname__
 
 
+def _env():
+    return loaderkit.env(__salt__, __opts__, __pillar__, __context__)
+
+
 def _cfg():
-    redact.install_log_filter()
-    try:
-        cfg = config.load(__pillar__)
-        problems = k3s.check(cfg)
-        if problems:
-            raise PillarError(problems)
-        return cfg
-    except PalplatError as exc:
-        raise loaderkit.salt_exception(exc) from None
+    return _env().k3s_config()
 
 
-def _kube(cfg):
-    from palplat.kube import Kube
-
-    return Kube(config.kubeconfig_path(cfg))
-
-
-def _progress():
-    return loaderkit.Progress(loaderkit.salt_fire(__salt__, __opts__), "k3s")
+def _node_op(fn, *args, **kwargs):
+    """Run a node operation through this server minion's kubeconfig."""
+    e = _env()
+    return fn(e.kube(cfg=e.k3s_config()), *args, **kwargs)
 
 
+@loaderkit.translate
 def version():
     """
     The k3s version installed on this minion (None when not installed).
@@ -59,10 +40,10 @@ def version():
 
         salt '*' palplat_k3s.version
     """
-    cfg = _cfg()
-    return k3s.installed_version(k3s.paths(cfg).binary)
+    return k3s.installed_version(k3s.paths(_cfg()).binary)
 
 
+@loaderkit.translate
 def status():
     """
     Role, node name, installed and desired version, service state (for the upgrade runner).
@@ -73,13 +54,10 @@ def status():
 
         salt '*' palplat_k3s.status
     """
-    cfg = _cfg()
-    try:
-        return k3s.status(cfg)
-    except PalplatError as exc:
-        raise loaderkit.salt_exception(exc) from None
+    return k3s.status(_cfg())
 
 
+@loaderkit.translate
 def check():
     """
     Check the k3s pillar (unknown config keys, join settings) and the join token against
@@ -91,13 +69,10 @@ def check():
 
         salt '*' palplat_k3s.check
     """
-    cfg = _cfg()
-    try:
-        return k3s.check_token(cfg)
-    except PalplatError as exc:
-        raise loaderkit.salt_exception(exc) from None
+    return k3s.check_token(_cfg())
 
 
+@loaderkit.translate
 def wait_ready(timeout=None):
     """
     Wait until this node's k3s is ready (API /readyz on servers, node Ready), firing
@@ -109,13 +84,11 @@ def wait_ready(timeout=None):
 
         salt '*' palplat_k3s.wait_ready timeout=120
     """
-    cfg = _cfg()
-    try:
-        return k3s.wait_ready(cfg, progress=_progress(), timeout=timeout)
-    except PalplatError as exc:
-        raise loaderkit.salt_exception(exc) from None
+    e = _env()
+    return k3s.wait_ready(e.k3s_config(), progress=e.progress("k3s"), timeout=timeout)
 
 
+@loaderkit.translate
 def node_ready(node, version=None, timeout=0):
     """
     Wait up to ``timeout`` seconds until ``node`` is Ready (at ``version``, if given).
@@ -127,16 +100,10 @@ def node_ready(node, version=None, timeout=0):
 
         salt server1 palplat_k3s.node_ready agent1 v1.33.5+k3s1 timeout=300
     """
-    cfg = _cfg()
-    kube = _kube(cfg)
-    try:
-        return k3s_upgrade.node_ready(kube, node, version, float(timeout))
-    except PalplatError as exc:
-        raise loaderkit.salt_exception(exc) from None
-    finally:
-        kube.close()
+    return _node_op(upgrade.node_ready, node, version, float(timeout))
 
 
+@loaderkit.translate
 def cordon(node):
     """
     Mark ``node`` unschedulable. Runs on a server minion. Returns True when it changed.
@@ -147,16 +114,10 @@ def cordon(node):
 
         salt server1 palplat_k3s.cordon agent1
     """
-    cfg = _cfg()
-    kube = _kube(cfg)
-    try:
-        return k3s_upgrade.cordon(kube, node, True)
-    except PalplatError as exc:
-        raise loaderkit.salt_exception(exc) from None
-    finally:
-        kube.close()
+    return _node_op(upgrade.cordon, node, True)
 
 
+@loaderkit.translate
 def uncordon(node):
     """
     Mark ``node`` schedulable again. Runs on a server minion.
@@ -167,16 +128,10 @@ def uncordon(node):
 
         salt server1 palplat_k3s.uncordon agent1
     """
-    cfg = _cfg()
-    kube = _kube(cfg)
-    try:
-        return k3s_upgrade.cordon(kube, node, False)
-    except PalplatError as exc:
-        raise loaderkit.salt_exception(exc) from None
-    finally:
-        kube.close()
+    return _node_op(upgrade.cordon, node, False)
 
 
+@loaderkit.translate
 def drain(node, timeout=300):
     """
     Cordon ``node`` and evict its pods (not DaemonSet or mirror pods), waiting up to
@@ -188,11 +143,4 @@ def drain(node, timeout=300):
 
         salt server1 palplat_k3s.drain agent1 timeout=600
     """
-    cfg = _cfg()
-    kube = _kube(cfg)
-    try:
-        return k3s_upgrade.drain(kube, node, float(timeout), progress=_progress())
-    except PalplatError as exc:
-        raise loaderkit.salt_exception(exc) from None
-    finally:
-        kube.close()
+    return _node_op(upgrade.drain, node, float(timeout), progress=_env().progress("k3s"))

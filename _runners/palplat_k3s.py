@@ -4,26 +4,15 @@
     salt-run palplat_k3s.upgrade               # servers one at a time, then agents drained
     salt-run palplat_k3s.upgrade tgt='k3s-*' tgt_type=glob
 
-The logic is in ``palplat.k3s_upgrade``; this module only talks to minions.
+The logic is in ``palplat.k3s.upgrade``; this module only talks to minions.
 """
 
-import os as _os
-import sys as _sys
+import salt.client
+import salt.utils.minions
 
-_sys.path[:0] = [
-    _p
-    for _p in (
-        _os.path.join(_os.path.dirname(_os.path.dirname(__file__)), _d)
-        for _d in ("utils", "_utils")
-    )
-    if _os.path.isdir(_os.path.join(_p, "palplat")) and _p not in _sys.path
-]
-
-import salt.client  # noqa: E402
-import salt.utils.minions  # noqa: E402
-
-from palplat import k3s_upgrade, loaderkit, redact  # noqa: E402
-from palplat.errors import PalplatError  # noqa: E402
+from palplat import loaderkit, redact
+from palplat.errors import PalplatError
+from palplat.k3s import upgrade as k3s_upgrade
 
 __virtualname__ = "palplat_k3s"
 
@@ -38,7 +27,7 @@ def _client():
 
 def _fire(data, tag):
     try:
-        __jid_event__.fire_event(data, "progress")  # noqa: F821 - runner global
+        __jid_event__.fire_event(data, "progress")
     except Exception:  # noqa: BLE001, S110 - progress output is best effort
         pass
 
@@ -92,7 +81,7 @@ def plan(tgt="I@palplat:*", tgt_type="compound", timeout=60):
 
         salt-run palplat_k3s.plan
     """
-    redact.install_log_filter()
+    loaderkit.env(__salt__, __opts__)
     try:
         return k3s_upgrade.plan(_statuses(_client(), tgt, tgt_type, timeout))
     except PalplatError as exc:
@@ -112,13 +101,12 @@ def upgrade(tgt="I@palplat:*", tgt_type="compound", timeout=600, test=False):
         salt-run palplat_k3s.upgrade
         salt-run palplat_k3s.upgrade test=True
     """
-    redact.install_log_filter()
-    test = test or __opts__.get("test", False)
+    test = test or loaderkit.env(__salt__, __opts__).test
     client = _client()
     try:
         the_plan = k3s_upgrade.plan(_statuses(client, tgt, tgt_type, 60))
     except PalplatError as exc:
-        __context__["retcode"] = 1  # noqa: F821 - runner global
+        __context__["retcode"] = 1
         return {"result": False, "comment": redact.mask_text(str(exc)), "changes": {}}
     if not the_plan["steps"]:
         return {"result": True, "comment": "every k3s node runs its pinned version", "changes": {}}
@@ -130,7 +118,7 @@ def upgrade(tgt="I@palplat:*", tgt_type="compound", timeout=600, test=False):
             the_plan, _caller(client, timeout), progress=progress, timeout=timeout
         )
     except k3s_upgrade.UpgradeError as exc:
-        __context__["retcode"] = 1  # noqa: F821 - runner global; fails the orchestration
+        __context__["retcode"] = 1  # fails the orchestration
         return {
             "result": False,
             "comment": str(exc),

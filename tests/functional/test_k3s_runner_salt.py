@@ -9,7 +9,7 @@ import uuid
 import pytest
 import yaml
 
-from palplat import services
+from palplat import units
 from tests.support import testenv
 from tests.support.fake_k3s import ReleaseServer
 from tests.support.saltenv import master_overrides, minion_overrides
@@ -86,7 +86,7 @@ def setup(salt_factories, tmp_path_factory):
                 }
             finally:
                 for root in roots.values():
-                    pm = services.Processes(root)
+                    pm = units.Processes(root)
                     for unit in ("k3s.service", "k3s-agent.service"):
                         pm.stop(unit)
                 rs.stop()

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from palplat import k3s_upgrade, services
+from palplat import units
+from palplat.k3s import upgrade as k3s_upgrade
 from tests.support import testenv
 from tests.support.fake_k3s import ReleaseServer
-from tests.support.saltenv import REPO, ArgvWatcher
+from tests.support.saltenv import CHECKOUT_DIRS, REPO, ArgvWatcher
 
 pytestmark = [pytest.mark.salt, pytest.mark.controlplane, pytest.mark.slow]
 
@@ -71,8 +72,7 @@ class Minion:
             file_client="local",
             file_roots={"base": [str(REPO / "salt")]},
             pillar_roots={"base": [str(self.root / "pillar")]},
-            module_dirs=[str(REPO / "_modules")],
-            states_dirs=[str(REPO / "_states")],
+            **CHECKOUT_DIRS,
         )
         self.loaders = Loaders(opts)
 
@@ -107,8 +107,8 @@ class Minion:
         return "k3s.service" if self.k3s.get("role", "server") == "server" else "k3s-agent.service"
 
     @property
-    def services(self) -> services.Processes:
-        return services.Processes(self.root / "fs")
+    def services(self) -> units.Processes:
+        return units.Processes(self.root / "fs")
 
     def events(self) -> list[str]:
         return self.services.events(self.unit)

@@ -1,8 +1,10 @@
-"""Quorum-safe k3s upgrades across minions: the plan, its execution, cordon and drain.
+"""Quorum-safe k3s upgrades across minions: each minion's status, the plan, its execution,
+cordon and drain.
 
-:func:`plan` orders the nodes that need a new version: servers one at a time (the
-cluster-init server first), then agents. :func:`execute` runs the plan through a ``call``
-function (the runner passes one built on Salt's LocalClient; tests pass a recorder):
+:func:`status` is what each minion answers (``palplat_k3s.status``). :func:`plan` orders
+the nodes that need a new version: servers one at a time (the cluster-init server first),
+then agents. :func:`execute` runs the plan through a ``call`` function (the runner passes
+one built on Salt's LocalClient; tests pass a recorder):
 
 - server: apply ``palplat.k3s`` on it (its ``running`` state waits for /readyz and the node
   Ready), then confirm from another server that the node is Ready at the new version
@@ -23,9 +25,34 @@ from typing import Any
 
 from palplat import redact
 from palplat.errors import InputError, PalplatError, WaitTimeout
-from palplat.k3s import parse_version
+from palplat.k3s.install import installed_version, parse_version
+from palplat.k3s.layout import node_name, paths, service_manager, unit_name
+from palplat.kube import KubeError, NotFound
+from palplat.model import PalplatPillar
 
 UPGRADE_PILLAR = "palplat_k3s_upgrade"
+
+
+# ---------------------------------------------------------------------- minion side
+
+
+def status(cfg: PalplatPillar) -> dict:
+    """What the upgrade runner needs from a minion (no secrets): its :func:`plan` input."""
+    k, p = cfg.k3s, paths(cfg)
+    sm = service_manager(cfg)
+    return {
+        "mode": k.mode,
+        "role": k.role,
+        "cluster_init": bool(k.role == "server" and k.cluster_init and not k.server_url),
+        "node": node_name(k),
+        "installed": installed_version(p.binary) if k.mode == "install" else None,
+        "desired": k.version,
+        "active": sm.is_active(unit_name(k)) if k.mode == "install" else None,
+        "kubeconfig": str(p.kubeconfig) if k.role == "server" else None,
+    }
+
+
+# ------------------------------------------------------------------------- the plan
 
 
 class UpgradeError(PalplatError):
@@ -177,8 +204,6 @@ def drain(kube, node: str, timeout: float = 300, progress=None) -> list[str]:
     Evictions refused by a PodDisruptionBudget (429) are retried until ``timeout``.
     Returns the evicted pods (``namespace/name``).
     """
-    from palplat.kube import KubeError, NotFound
-
     cordon(kube, node, True)
     q = [("fieldSelector", f"spec.nodeName={node}")]
     pods = kube.request("GET", "/api/v1/pods", query=q, what=f"pods on {node}") or {}
@@ -231,8 +256,6 @@ def drain(kube, node: str, timeout: float = 300, progress=None) -> list[str]:
 
 def node_ready(kube, node: str, version: str | None = None, timeout: float = 0) -> dict:
     """Wait until ``node`` is Ready (and its kubelet reports ``version``)."""
-    from palplat.kube import KubeError
-
     deadline = time.monotonic() + timeout
     why = ""
     while True:

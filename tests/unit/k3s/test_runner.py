@@ -30,6 +30,7 @@ def test_loads_through_salt_runner_loader(tmp_path):
         cachedir=str(tmp_path / "cache"),
         extension_modules=str(tmp_path / "ext"),
         runner_dirs=[str(REPO / "_runners")],
+        utils_dirs=[str(REPO / "_utils")],
     )
     runners = salt.loader.runner(opts, utils=salt.loader.utils(opts))
     assert "palplat_k3s.upgrade" in runners and "palplat_k3s.plan" in runners
