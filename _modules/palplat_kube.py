@@ -112,13 +112,9 @@ def delete(
 
         salt '*' palplat_kube.delete v1 ConfigMap old-settings namespace=demo
     """
-    return _env().kube(kubeconfig).delete(
-        api_version,
-        kind,
-        name,
-        namespace,
-        dry_run=bool(dry_run),
-        propagation=propagation,
+    k = _env().kube(kubeconfig)
+    return k.delete(
+        api_version, kind, name, namespace, dry_run=bool(dry_run), propagation=propagation
     )
 
 
