@@ -5,12 +5,6 @@ Thin: the logic is in the ``palplat`` library (``palplat.config``).
 
 from palplat import config, loaderkit, redact
 
-__virtualname__ = "palplat_config"
-
-
-def __virtual__():
-    return __virtualname__
-
 
 def _env():
     return loaderkit.env(__salt__, __opts__, __pillar__, __context__)

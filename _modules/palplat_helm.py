@@ -5,12 +5,6 @@ Thin: the logic is in the ``palplat`` library (``_utils/palplat/helm/``).
 
 from palplat import config, helm, loaderkit, redact
 
-__virtualname__ = "palplat_helm"
-
-
-def __virtual__():
-    return __virtualname__
-
 
 def _env():
     return loaderkit.env(__salt__, __opts__, __pillar__, __context__)

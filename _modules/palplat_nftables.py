@@ -5,12 +5,6 @@ Thin: the logic is in ``palplat.nft`` (``_utils/palplat/nft/``); see docs/firewa
 
 from palplat import loaderkit, nft
 
-__virtualname__ = "palplat_nftables"
-
-
-def __virtual__():
-    return __virtualname__
-
 
 def _cfg():
     return loaderkit.env(__salt__, __opts__, __pillar__, __context__).config()

@@ -12,12 +12,6 @@ import salt.template
 
 from palplat import config, loaderkit, redact
 
-__virtualname__ = "palplat"
-
-
-def __virtual__():
-    return __virtualname__
-
 
 def _render_file(path):
     """Render a pillar file through Salt's renderer pipeline (including ``gpg``)."""

@@ -5,12 +5,6 @@ Every palplat SLS requires it first, so a pillar typo stops the run before any c
 
 from palplat import loaderkit
 
-__virtualname__ = "palplat_config"
-
-
-def __virtual__():
-    return __virtualname__
-
 
 @loaderkit.state
 def validated(name="palplat"):

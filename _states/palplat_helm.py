@@ -10,12 +10,6 @@ is verified by the library (a fresh plan must find nothing left to do).
 from palplat import config, helm, loaderkit
 from palplat.errors import InputError
 
-__virtualname__ = "palplat_helm"
-
-
-def __virtual__():
-    return __virtualname__
-
 
 def _env():
     return loaderkit.env(__salt__, __opts__, __pillar__, __context__)

@@ -23,10 +23,14 @@ def _env():
     return loaderkit.env(__salt__, __opts__, __pillar__, __context__)
 
 
-def _external(name, cfg):
+def _load(name):
+    """``(env, cfg, done)``: ``done`` is the return for ``mode: external`` (nothing is
+    managed here), else None."""
+    e = _env()
+    cfg = e.k3s_config()
     if cfg.k3s.mode == "external":
-        return loaderkit.state_ret(name, {}, True, "mode external: k3s is not managed here")
-    return None
+        return e, cfg, loaderkit.state_ret(name, {}, True, "mode external: k3s is not managed here")
+    return e, cfg, None
 
 
 @loaderkit.state
@@ -39,11 +43,9 @@ def installed(name="k3s", ordered_upgrade=True):
     ``salt-run palplat_k3s.upgrade`` (servers one at a time, agents drained), which sets
     the pillar key ``palplat_k3s_upgrade``.
     """
-    e = _env()
-    cfg = e.k3s_config()
-    ret = _external(name, cfg)
-    if ret:
-        return ret
+    e, cfg, done = _load(name)
+    if done:
+        return done
     plan = k3s.plan_binary(cfg)
     changes = plan.changes
     if not changes:
@@ -72,11 +74,9 @@ def configured(name="k3s"):
     """``config.yaml`` and ``registries.yaml`` (0600) from ``palplat:k3s``; when they would
     change, the token is checked against the running cluster before anything is written
     (``running`` checks it again before any restart)."""
-    e = _env()
-    cfg = e.k3s_config()
-    ret = _external(name, cfg)
-    if ret:
-        return ret
+    e, cfg, done = _load(name)
+    if done:
+        return done
     changes = k3s.plan_files(cfg)
     if not changes:
         return loaderkit.state_ret(name, {}, True, "k3s config is up to date")
@@ -94,11 +94,9 @@ def configured(name="k3s"):
 def running(name="k3s"):
     """The k3s unit for the node's role, enabled and running; restarted only when the
     binary, config or unit changed; waits for the API /readyz and the node Ready."""
-    e = _env()
-    cfg = e.k3s_config()
-    ret = _external(name, cfg)
-    if ret:
-        return ret
+    e, cfg, done = _load(name)
+    if done:
+        return done
     pending = e.test and bool(k3s.plan_binary(cfg).changes or k3s.plan_files(cfg))
     plan = k3s.plan_service(cfg, pending=pending)
     changes = plan.changes

@@ -28,11 +28,7 @@ __virtualname__ = "palplat_kube"
 
 
 def __virtual__():
-    try:
-        import kubernetes  # noqa: F401
-    except ImportError:
-        return False, "palplat_kube needs the kubernetes Python client (pip install kubernetes)"
-    return __virtualname__
+    return loaderkit.needs_kubernetes(__virtualname__)
 
 
 def _env():

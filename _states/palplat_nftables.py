@@ -7,12 +7,6 @@ management ports is applied commit-confirmed. See docs/firewall.md.
 
 from palplat import loaderkit, nft
 
-__virtualname__ = "palplat_nftables"
-
-
-def __virtual__():
-    return __virtualname__
-
 
 @loaderkit.state
 def managed(name="palplat"):

@@ -118,6 +118,15 @@ def failed(name: str, exc: Exception, changes: Mapping[str, Any] | None = None) 
     return state_ret(name, changes, False, text)
 
 
+def needs_kubernetes(virtualname: str) -> str | tuple[bool, str]:
+    """``__virtual__`` of modules that talk to the Kubernetes API."""
+    try:
+        import kubernetes  # noqa: F401
+    except ImportError:
+        return False, f"{virtualname} needs the kubernetes Python client (pip install kubernetes)"
+    return virtualname
+
+
 # ------------------------------------------------------------------------- progress
 
 
