@@ -51,3 +51,21 @@ def problems():
     """
     _env()
     return [str(p) for p in config.problems_of(__pillar__)]
+
+
+@loaderkit.translate
+def graph():
+    """
+    The Helm releases palplat manages and what each one ``needs`` (the plan's diagram).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' palplat_config.graph
+    """
+    rels = config.releases(_env().config())
+    return {
+        name: {"needs": sorted(rel.needs), "enabled": rel.enabled, "namespace": rel.namespace}
+        for name, rel in sorted(rels.items())
+    }

@@ -1,16 +1,24 @@
-"""Runner: validate the ``palplat`` pillar on the master (for pull-request CI).
+"""Runner: validate, plan and status of the platform, on the master.
 
     salt-run palplat.validate                 # every accepted minion's compiled pillar
     salt-run palplat.validate minion=host1
     salt-run palplat.validate sls=/srv/pillar/palplat/init.sls,/srv/pillar/palplat/secrets.sls
+    salt-run palplat.plan [tgt=...]           # the pull-request plan (Markdown; --out=json)
+    salt-run palplat.status                   # nodes, firewall, GPU, releases, services
 
-Prints every problem and exits non-zero when there is one.
+Exit codes: validate 0/1; plan 0 no changes, 2 changes, 1 errors; status 0 healthy,
+2 degraded, 1 error.
 """
 
+import salt.client
 import salt.loader
 import salt.template
+import salt.utils.minions
 
-from palplat import config, loaderkit, redact
+from palplat import config, loaderkit, redact, report
+from palplat.report import collect
+
+TARGET = "I@palplat:*"
 
 
 def _render_file(path):
@@ -74,3 +82,76 @@ def validate(minion=None, sls=None):
         bad = bad or bool(problems)
     out = {"palplat pillar": redact.mask(report), "retcode": 1 if bad else 0}
     return out
+
+
+def _cmd(tgt, tgt_type, timeout):
+    client = salt.client.get_local_client(mopts=__opts__)
+
+    def cmd(fun, arg=(), kwarg=None):
+        return client.cmd(tgt, fun, arg=list(arg), kwarg=kwarg, tgt_type=tgt_type, timeout=timeout)
+
+    return cmd
+
+
+def _expected(tgt, tgt_type):
+    return salt.utils.minions.CkMinions(__opts__).check_minions(tgt, tgt_type)["minions"]
+
+
+def _out(text, data, code, path=None):
+    """People get ``text`` (through the ``palplat`` outputter), machines (``--out=json``
+    or any other --out) the data; both exit with ``code``."""
+    if path:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    if __opts__.get("output") not in (None, "", "palplat"):
+        return {"retcode": code, **data}
+    return {"outputter": "palplat", "data": {"retcode": code, "text": text}}
+
+
+@loaderkit.translate
+def plan(tgt=TARGET, tgt_type="compound", timeout=900, path=None):
+    """
+    The pull-request plan: ``palplat.full`` in test mode across the targeted minions
+    (validation really runs), as Markdown for a pull-request comment (``--out=json`` for
+    machines; ``path=`` also writes the Markdown to a file). Exit code 0: no changes,
+    2: changes, 1: errors (invalid pillar, unreachable minion, failed render).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run palplat.plan
+        salt-run palplat.plan tgt=host1 tgt_type=glob path=/tmp/plan.md
+        salt-run palplat.plan --out=json
+    """
+    loaderkit.env(__salt__, __opts__)
+    expected = _expected(tgt, tgt_type)
+    rep = collect.collect_plan(
+        _cmd(tgt, tgt_type, int(timeout)),
+        expected,
+        k3s_plan=lambda: __salt__["palplat_k3s.plan"](tgt=tgt, tgt_type=tgt_type),
+    )
+    if not expected:
+        rep.errors.append(f"no minion matches {tgt} ({tgt_type})")
+    text = report.plan_markdown(rep)
+    return _out(text, {"report": rep.as_dict(), "markdown": text}, rep.exit_code, path)
+
+
+@loaderkit.translate
+def status(tgt=TARGET, tgt_type="compound", timeout=300, markdown=False):
+    """
+    The platform's status: nodes (role, k3s version, Ready), firewall (applied, pending
+    confirmation), GPUs, each release (chart, revision, status, drift) and each service.
+    A table for people, JSON with ``--out=json``. Exit code 0 healthy, 2 degraded, 1 error.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run palplat.status
+        salt-run palplat.status --out=json
+    """
+    loaderkit.env(__salt__, __opts__)
+    st = collect.collect_status(_cmd(tgt, tgt_type, int(timeout)), _expected(tgt, tgt_type))
+    text = report.render_status(st, markdown=bool(markdown))
+    return _out(text, {"status": st.as_dict()}, st.exit_code)

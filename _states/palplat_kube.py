@@ -104,12 +104,17 @@ def present(
     )
     changes, actions = out["changes"], out["actions"]
     comment = _summary(actions, test)
+    kinds = {"create": "add", "patch": "change", "delete": "remove"}
+    summary = {}
+    for key, action in actions.items():
+        if key in changes and action in kinds:
+            summary.setdefault(kinds[action], []).append(key)
     if test:
         if not changes:
             return loaderkit.state_ret(
                 name, {}, True, f"{len(actions)} object(s) already as desired"
             )
-        return loaderkit.state_ret(name, changes, None, comment)
+        return loaderkit.state_ret(name, changes, None, comment, summary)
     if wait:
         try:
             kube.wait(k, items, timeout=float(timeout), progress=progress)
@@ -124,7 +129,7 @@ def present(
         comment.append(f"all {len(items)} object(s) ready")
     if not changes:
         comment.insert(0, f"{len(actions)} object(s) already as desired")
-    return loaderkit.state_ret(name, changes, True, comment)
+    return loaderkit.state_ret(name, changes, True, comment, summary)
 
 
 @loaderkit.state
@@ -160,5 +165,9 @@ def absent(
         return loaderkit.state_ret(name, {}, True, "already absent")
     verb = "would delete" if test else "deleted"
     return loaderkit.state_ret(
-        name, changes, None if test else True, f"{verb} {len(changes)}: {', '.join(changes)}"
+        name,
+        changes,
+        None if test else True,
+        f"{verb} {len(changes)}: {', '.join(changes)}",
+        {"remove": list(changes)},
     )

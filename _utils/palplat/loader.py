@@ -14,6 +14,6 @@ _SALT = Path(__file__).resolve().parent / "_salt"
 def get_loader_dirs() -> dict[str, list[str]]:
     return {
         kind: [str(_SALT / kind)]
-        for kind in ("modules", "states", "runners")
+        for kind in ("modules", "states", "runners", "output")
         if (_SALT / kind).is_dir()
     }

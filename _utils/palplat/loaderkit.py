@@ -76,20 +76,59 @@ def translate(fn: Callable) -> Callable:
 
 def state(fn: Callable) -> Callable:
     """Decorator for state functions: a library error becomes a failed, masked state
-    return naming the error (with the changes already made when the error carries them)."""
+    return naming the error (with the changes already made when the error carries them).
+    Every return is also fired as ``palplat/<stage>/<state ID>/<result>`` (see
+    :func:`item_event`), so ``salt-run state.event`` shows a run item by item."""
     sig = inspect.signature(fn)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            ret = fn(*args, **kwargs)
         except PalplatError as exc:
             bound = sig.bind_partial(*args, **kwargs)
             bound.apply_defaults()
             name = bound.arguments.get("name", fn.__name__)
-            return failed(name, exc, getattr(exc, "changes", None))
+            ret = failed(name, exc, getattr(exc, "changes", None))
+        item_event(fn.__globals__, ret)
+        return ret
 
     return wrapper
+
+
+def result_word(ret: Mapping[str, Any]) -> str:
+    """``failed`` / ``pending`` (test mode, would change) / ``changed`` / ``unchanged``."""
+    if ret.get("result") is False:
+        return "failed"
+    if ret.get("result") is None:
+        return "pending"
+    return "changed" if ret.get("changes") else "unchanged"
+
+
+def item_event(module_globals: Mapping[str, Any], ret: Mapping[str, Any]) -> None:
+    """Fire ``palplat/<stage>/<item>/<result>`` for a state return, where the state
+    compiler says which SLS and ID it runs (``__low__``); quiet otherwise."""
+    low = module_globals.get("__low__")
+    salt_funcs = module_globals.get("__salt__")
+    if not low or salt_funcs is None:
+        return
+    try:
+        sls = str(low.get("__sls__") or "")
+        stage = sls.split(".", 1)[1] if sls.startswith("palplat.") else sls or "adhoc"
+        item = str(low.get("__id__") or ret.get("name"))
+        fire = salt_fire(salt_funcs, module_globals.get("__opts__") or {})
+        if fire is None:
+            return
+        data = {
+            "stage": stage,
+            "item": item,
+            "result": ret.get("result"),
+            "changes": len(ret.get("changes") or {}),
+            "comment": redact.mask_text(str(ret.get("comment") or ""))[:2000],
+        }
+        fire(data, f"{EVENT_PREFIX}/{stage}/{item}/{result_word(ret)}")
+    except Exception:  # noqa: BLE001 - an event bus hiccup must not fail a state
+        log.debug("could not fire palplat item event", exc_info=True)
 
 
 def state_ret(
@@ -97,16 +136,22 @@ def state_ret(
     changes: Mapping[str, Any] | None = None,
     result: bool | None = True,
     comment: str | list[str] = "",
+    summary: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A masked state return dict."""
+    """A masked state return dict. ``summary`` (``{"add"|"change"|"remove"|"orphaned":
+    [names]}``) tells the plan report what the change is made of; Salt keeps it in the
+    return under ``palplat``."""
     if isinstance(comment, list):
         comment = "\n".join(c for c in comment if c)
-    return {
+    ret = {
         "name": name,
         "changes": redact.mask(dict(changes or {})),
         "result": result,
         "comment": redact.mask_text(comment),
     }
+    if summary:
+        ret["palplat"] = redact.mask({k: list(v) for k, v in summary.items() if v})
+    return ret
 
 
 def failed(name: str, exc: Exception, changes: Mapping[str, Any] | None = None) -> dict:
