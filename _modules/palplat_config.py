@@ -39,22 +39,31 @@ def show():
     return redact.mask(_env().config().model_dump(mode="json", by_alias=True))
 
 
-def problems():
+def _pillar(pillarenv=None):
+    """The minion's pillar, or (``pillarenv``) the one compiled from that environment."""
+    if pillarenv:
+        return __salt__["pillar.items"](pillarenv=pillarenv)
+    return __pillar__
+
+
+def problems(pillarenv=None):
     """
-    List the problems of the ``palplat`` pillar (empty when it is valid).
+    List the problems of the ``palplat`` pillar (empty when it is valid); with
+    ``pillarenv``, of the pillar compiled from that environment (a pull request's).
 
     CLI Example:
 
     .. code-block:: bash
 
         salt '*' palplat_config.problems
+        salt '*' palplat_config.problems pillarenv=pr-12
     """
     _env()
-    return [str(p) for p in config.problems_of(__pillar__)]
+    return [str(p) for p in config.problems_of(_pillar(pillarenv))]
 
 
 @loaderkit.translate
-def graph():
+def graph(pillarenv=None):
     """
     The Helm releases palplat manages and what each one ``needs`` (the plan's diagram).
 
@@ -64,7 +73,8 @@ def graph():
 
         salt '*' palplat_config.graph
     """
-    rels = config.releases(_env().config())
+    _env()
+    rels = config.releases(config.load(_pillar(pillarenv)))
     return {
         name: {"needs": sorted(rel.needs), "enabled": rel.enabled, "namespace": rel.namespace}
         for name, rel in sorted(rels.items())

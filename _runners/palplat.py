@@ -109,12 +109,14 @@ def _out(text, data, code, path=None):
 
 
 @loaderkit.translate
-def plan(tgt=TARGET, tgt_type="compound", timeout=900, path=None):
+def plan(tgt=TARGET, tgt_type="compound", timeout=900, path=None, pillarenv=None):
     """
     The pull-request plan: ``palplat.full`` in test mode across the targeted minions
     (validation really runs), as Markdown for a pull-request comment (``--out=json`` for
-    machines; ``path=`` also writes the Markdown to a file). Exit code 0: no changes,
-    2: changes, 1: errors (invalid pillar, unreachable minion, failed render).
+    machines; ``path=`` also writes the Markdown to a file; ``pillarenv=`` plans the
+    pillar of that environment, e.g. a pull request's checked out where ``pillar_roots``
+    maps ``__env__``). Exit code 0: no changes, 2: changes, 1: errors (invalid pillar,
+    unreachable minion, failed render).
 
     CLI Example:
 
@@ -123,6 +125,7 @@ def plan(tgt=TARGET, tgt_type="compound", timeout=900, path=None):
         salt-run palplat.plan
         salt-run palplat.plan tgt=host1 tgt_type=glob path=/tmp/plan.md
         salt-run palplat.plan --out=json
+        salt-run palplat.plan pillarenv=pr-12
     """
     loaderkit.env(__salt__, __opts__)
     expected = _expected(tgt, tgt_type)
@@ -130,11 +133,47 @@ def plan(tgt=TARGET, tgt_type="compound", timeout=900, path=None):
         _cmd(tgt, tgt_type, int(timeout)),
         expected,
         k3s_plan=lambda: __salt__["palplat_k3s.plan"](tgt=tgt, tgt_type=tgt_type),
+        pillarenv=pillarenv,
     )
     if not expected:
         rep.errors.append(f"no minion matches {tgt} ({tgt_type})")
     text = report.plan_markdown(rep)
     return _out(text, {"report": rep.as_dict(), "markdown": text}, rep.exit_code, path)
+
+
+@loaderkit.translate
+def drift(tgt=TARGET, tgt_type="compound", timeout=900):
+    """
+    Plan, and fire ``palplat/drift`` on the master's event bus with the summary when
+    anything differs from the pillar (``palplat/drift/error`` when the plan failed). For a
+    master schedule (``ci/master.d/palplat-drift.conf``); a reactor can notify from there.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run palplat.drift
+    """
+    loaderkit.env(__salt__, __opts__)
+    rep = collect.collect_plan(
+        _cmd(tgt, tgt_type, int(timeout)),
+        _expected(tgt, tgt_type),
+        k3s_plan=lambda: __salt__["palplat_k3s.plan"](tgt=tgt, tgt_type=tgt_type),
+    )
+    data = rep.as_dict()
+    summary = {
+        "summary": data["summary"],
+        "errors": data["errors"],
+        "items": [
+            {"minion": i["minion"], "stage": i["stage"], "item": i["item"], **i["counts"]}
+            for i in data["items"]
+        ],
+    }
+    if rep.exit_code == report.ERRORS:
+        __salt__["event.send"]("palplat/drift/error", summary)
+    elif rep.exit_code == report.CHANGES:
+        __salt__["event.send"]("palplat/drift", summary)
+    return {"retcode": rep.exit_code, **summary}
 
 
 @loaderkit.translate

@@ -108,7 +108,9 @@ def result_word(ret: Mapping[str, Any]) -> str:
 def item_event(module_globals: Mapping[str, Any], ret: Mapping[str, Any]) -> None:
     """Fire ``palplat/<stage>/<item>/<result>`` for a state return, where the state
     compiler says which SLS and ID it runs (``__low__``); quiet otherwise."""
-    low = module_globals.get("__low__")
+    # Salt injects __low__ into the globals of the function it calls: this wrapper's
+    # (loaderkit's module) when the state is decorated, the module's otherwise.
+    low = globals().get("__low__") or module_globals.get("__low__")
     salt_funcs = module_globals.get("__salt__")
     if not low or salt_funcs is None:
         return
@@ -274,8 +276,9 @@ class Env:
         return self.opts.get(key, default)
 
     def config(self) -> PalplatPillar:
-        """The validated ``palplat`` pillar; raises ``PillarError`` with every problem."""
-        return config.load(self.pillar)
+        """The validated ``palplat`` pillar; raises ``PillarError`` with every problem
+        (also when this minion's pillar has no ``palplat`` key, or a null one)."""
+        return config.load(self.pillar, required=True)
 
     def k3s_config(self) -> PalplatPillar:
         """The validated pillar plus the k3s stage's own checks (a pinned version, ...)."""

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -170,7 +171,7 @@ def test_one_release_value_change_shows_that_field(applied):
         refresh(applied, p)
 
 
-def test_one_firewall_rule_change_shows_that_rule(applied):
+def test_one_firewall_rule_change_shows_that_rule_and_fires_drift(applied, event_listener):
     p = json.loads(json.dumps(applied["state"]["pillar"]))
     p["firewall"]["allow"].append({"name": "metrics", "proto": "tcp", "ports": [9100]})
     refresh(applied, p)
@@ -181,6 +182,18 @@ def test_one_firewall_rule_change_shows_that_rule(applied):
         assert len(changed) == 1, changed
         (item,) = changed.values()
         assert item["stage"] == "firewall" and item["kinds"] == {"add": ["rules:metrics"]}
+        start = time.time()
+        ret = (
+            applied["master"]
+            .salt_run_cli(timeout=600)
+            .run("palplat.drift", f"tgt={applied['minion'].id}", "tgt_type=glob")
+        )
+        assert ret.returncode == 2, ret.stdout
+        matched = event_listener.wait_for_events(
+            [(applied["master"].id, "palplat/drift")], timeout=60, after_time=start
+        )
+        assert matched.found_all_events, "palplat/drift did not reach the master's bus"
+        assert next(iter(matched)).data["summary"]["add"] == 1
     finally:
         p["firewall"]["allow"].pop()
         refresh(applied, p)
@@ -247,11 +260,12 @@ def test_status_healthy_then_a_release_broken_on_purpose(applied, kube_api):
 
 
 def test_item_events_on_the_master_bus(applied, event_listener):
-    start = __import__("time").time()
+    start = time.time()
     ret = applied["minion"].salt_call_cli(timeout=600).run("state.apply", "palplat.firewall")
     assert ret.returncode == 0
-    events = event_listener.get_events(
+    matched = event_listener.wait_for_events(
         [(applied["master"].id, "palplat/firewall/palplat-firewall-valid/unchanged")],
+        timeout=60,
         after_time=start,
     )
-    assert events, "no palplat/<stage>/<item>/<result> event reached the master"
+    assert matched.found_all_events, "no palplat/<stage>/<item>/<result> event on the master"

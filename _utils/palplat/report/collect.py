@@ -31,11 +31,17 @@ def _answered(report: Report, answers: Mapping[str, Any], expected: Iterable[str
 
 
 def collect_plan(
-    cmd: Cmd, expected: list[str], k3s_plan: Callable[[], Mapping[str, Any]] | None = None
+    cmd: Cmd,
+    expected: list[str],
+    k3s_plan: Callable[[], Mapping[str, Any]] | None = None,
+    pillarenv: str | None = None,
 ) -> Report:
+    """``pillarenv``: plan the pillar of that environment (a pull request's) instead of
+    the minions' current one."""
     report = Report(minions=sorted(expected))
     t0 = time.monotonic()
-    facts = cmd(["palplat_config.problems", "palplat_config.graph"], arg=[[], []])
+    env_arg = [f"pillarenv={pillarenv}"] if pillarenv else []
+    facts = cmd(["palplat_config.problems", "palplat_config.graph"], arg=[env_arg, env_arg])
     _answered(report, facts, expected, "validation")
     report.minions = sorted(set(expected) | set(facts))
     for mid, got in sorted(facts.items()):
@@ -79,6 +85,8 @@ def collect_plan(
 
     t2 = time.monotonic()
     kwarg: dict[str, Any] = {"test": True}
+    if pillarenv:
+        kwarg["pillarenv"] = pillarenv
     if pillar:
         kwarg["pillar"] = pillar
     rets = cmd("state.sls", arg=["palplat"], kwarg=kwarg)
