@@ -6,7 +6,6 @@ resources; that is enough for helm's --atomic --wait to succeed.
 
 from __future__ import annotations
 
-import functools
 import http.server
 import json
 import logging
@@ -258,6 +257,87 @@ def test_crd_chart_then_cr_chart(run, namespace, kube_api):
     )
 
 
+CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+GADGETS = "gadgets.test.palplat.dev"
+
+
+def gadgets(ns, **values):
+    return {
+        "namespace": ns,
+        "chart": {"path": str(CHARTS / "gadgets")},
+        "values": values,
+        "wait": False,
+    }
+
+
+def test_crds_of_enabled_subcharts_first_then_quiet_plans(run, namespace, kube_api):
+    """The real charts' defects in one small chart (tests/fixtures/charts/gadgets)."""
+    rels = {"gad": gadgets(namespace)}
+    plan = run(rels, test=True)
+    assert plan["errors"] == {}, plan["errors"]
+    change = plan["changes"]["gad"]
+    objs = change["objects"]
+    # only the enabled subchart's CRDs (`helm show crds` also lists the disabled one's)
+    assert [k for k in objs if k.startswith("CustomResourceDefinition/")] == [
+        f"CustomResourceDefinition/{GADGETS}"
+    ]
+    assert objs[f"CustomResourceDefinition/{GADGETS}"]["."]["new"]["spec"]["versions"] == ["v1"]
+    # its custom resource is planned before its CRD exists: rendered client-side, said so
+    assert objs[f"Gadget/{namespace}/gad"]["."]["new"]["spec"]["op"] == "="
+    assert any("rendered client-side" in r and GADGETS in r for r in change["reasons"])
+    assert f"ClusterRole/{namespace}-gad-reader" in objs  # cluster-scoped: no namespace
+    assert f"ConfigMap/{namespace}/gad-config" in objs  # `namespace: ` (empty) -> release's
+    assert get(kube_api, *CRD, GADGETS) is None  # test mode changed nothing
+
+    res = run(rels)
+    assert res["errors"] == {}, res["errors"]
+    crd = get(kube_api, *CRD, GADGETS)
+    assert crd["metadata"]["labels"][kube.OWNER_LABEL] == "helm-crds.gad"
+    assert get(kube_api, *CRD, "gizmos.test.palplat.dev") is None  # disabled subchart
+    assert get(kube_api, "test.palplat.dev/v1", "Gadget", "gad", namespace)["spec"]["op"] == "="
+    assert get(kube_api, "v1", "ConfigMap", "gad-config", namespace)["data"]["operator"] == "="
+    # the fingerprint was stored (the verification found the empty-namespace ConfigMap)
+    assert get(kube_api, "v1", "Secret", helm.store_name("gad"), namespace) is not None
+    noop = run(rels)
+    assert noop["changes"] == {} and noop["helm_calls"] == 1 and noop["kube"]["writes"] == 0
+
+    # one value changes: the plan shows that field and nothing else (no namespace on the
+    # ClusterRole, no `publishNotReadyAddresses: false` the server omits, no CRD)
+    rels = {"gad": gadgets(namespace, greeting="bye")}
+    plan = run(rels, test=True)
+    assert plan["changes"]["gad"]["reasons"] == ["values changed"]
+    assert plan["changes"]["gad"]["objects"] == {
+        f"ConfigMap/{namespace}/gad-config": {"data.greeting": {"old": "hello", "new": "bye"}}
+    }
+    res = run(rels)
+    assert (
+        res["errors"] == {}
+        and res["changes"]["gad"]["objects"] == plan["changes"]["gad"]["objects"]
+    )
+
+    # another release whose enabled subchart ships an older copy of the CRD: left alone
+    old = {
+        "old": gadgets(
+            namespace, **{"gadget-crds": {"enabled": False}, "legacy": {"enabled": True}}
+        )
+    }
+    plan = run(old, test=True)
+    assert plan["errors"] == {}, plan["errors"]
+    assert (
+        f"CustomResourceDefinition/{GADGETS}: left alone: owned by release {namespace}/gad "
+        "(palplat owner helm-crds.gad)"
+    ) in plan["changes"]["old"]["reasons"]
+    assert f"CustomResourceDefinition/{GADGETS}" not in plan["changes"]["old"]["objects"]
+    res = run(old)
+    assert res["errors"] == {}, res["errors"]
+    crd = get(kube_api, *CRD, GADGETS)
+    assert crd["metadata"]["labels"][kube.OWNER_LABEL] == "helm-crds.gad"
+    assert crd["metadata"]["annotations"][f"{GADGETS}/version"] == "2.0.0"  # not downgraded
+    gizmos = get(kube_api, *CRD, "gizmos.test.palplat.dev")
+    assert gizmos["metadata"]["labels"][kube.OWNER_LABEL] == "helm-crds.old"
+    assert run({**rels, **old})["changes"] == {}
+
+
 def test_uninstall(run, namespace, kube_api, helm_bin, kubeconfig, helm_env):
     rels = {"gone": cm_release(namespace)}
     run(rels)
@@ -286,24 +366,51 @@ def test_schema_rejects_values(run, namespace, helm_bin, kubeconfig, helm_env):
     for test in (True, False):
         res = run(rels, test=test)
         assert "maximum" in res["errors"]["sch"], res["errors"]
-        assert "palplat:platform:releases:sch" in res["errors"]["sch"] or test is False
+        # in test mode already, and before anything changes: helm's message, the values' path
+        assert "palplat:platform:releases:sch:values: " in res["errors"]["sch"]
     assert "sch" not in helm_list(helm_bin, kubeconfig, helm_env, namespace)
 
 
 @pytest.fixture(scope="module")
-def chart_repo(tmp_path_factory, helm_bin):
-    """A helm repository served over http://127.0.0.1 (helm package + helm repo index)."""
+def repo_dir(tmp_path_factory, helm_bin):
+    """The `cm` chart packaged and indexed (helm package + helm repo index)."""
     d = tmp_path_factory.mktemp("repo")
     subprocess.run(
         [helm_bin, "package", str(CHARTS / "cm"), "-d", str(d)], check=True, capture_output=True
     )
     subprocess.run([helm_bin, "repo", "index", str(d)], check=True, capture_output=True)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(d))
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
+    return d
+
+
+class Served:
+    """``directory`` served over http://127.0.0.1; ``paths``: the paths asked for."""
+
+    def __init__(self, directory):
+        served = self
+        self.paths: list[str] = []
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *a, **kw):
+                super().__init__(*a, directory=str(directory), **kw)
+
+            def log_message(self, *args):
+                served.paths.append(self.path)
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def chart_repo(repo_dir):
+    """A helm repository served over http://127.0.0.1."""
+    srv = Served(repo_dir)
+    yield srv.url
+    srv.stop()
 
 
 def _closed_port() -> int:
@@ -337,6 +444,28 @@ def test_repository_chart_versions_and_unreachable(run, namespace, chart_repo, k
     res = run({"other": {**down}})
     assert "unreachable" in res["errors"]["other"]
     assert get(kube_api, "v1", "ConfigMap", "other-config", namespace) is None
+
+
+def test_mirror_serves_the_chart_and_is_not_in_the_fingerprint(
+    run, namespace, repo_dir, chart_repo, kube_api, rec
+):
+    # an air-gapped host: the pinned repository is unreachable, a mirror serves its charts
+    upstream = "https://charts.upstream.invalid/stable"
+    chart = {"repo": upstream, "name": "cm", "version": "0.1.0"}
+    rels = {"mir": {**cm_release(namespace), "chart": chart}}
+    res = run(rels, mirrors={upstream: chart_repo})
+    assert res["errors"] == {}, res["errors"]
+    assert get(kube_api, "v1", "ConfigMap", "mir-config", namespace)["data"]["greeting"] == "hello"
+    assert res["changes"]["mir"]["chart"] == f"{upstream}#cm 0.1.0"  # the release's own source
+    # another mirror of the same repository: nothing to upgrade (digest checked against it)
+    other = Served(repo_dir)
+    try:
+        noop = run(rels, mirrors={upstream + "/": other.url + "/"})
+    finally:
+        other.stop()
+    assert noop["errors"] == {} and noop["changes"] == {} and noop["helm_calls"] == 1
+    assert "/index.yaml" in other.paths
+    assert not [a for a in rec.argv if any("upstream.invalid" in x for x in a)]  # mirror only
 
 
 def test_parallel_wave_and_needs(run, namespace, kube_api):

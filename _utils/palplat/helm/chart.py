@@ -15,9 +15,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
-from palplat import proc
+from palplat import proc, yamlio
 from palplat.errors import InputError, PalplatError
 from palplat.model import Chart, Release
 from palplat.secret import reveal
@@ -145,8 +143,10 @@ class RepoIndex:
             with urllib.request.urlopen(  # noqa: S310 - URL from the reviewed pillar
                 f"{url}/index.yaml", timeout=self.timeout
             ) as resp:
-                return yaml.safe_load(resp.read()) or {}
-        except (urllib.error.URLError, OSError, ValueError, yaml.YAMLError) as exc:
+                return (
+                    yamlio.load(resp.read().decode("utf-8", "replace"), f"{url}/index.yaml") or {}
+                )
+        except (urllib.error.URLError, OSError, ValueError, InputError) as exc:
             reason = getattr(exc, "reason", exc)
             return PalplatError(
                 f"helm repository {url} is unreachable ({reason}); check chart.repo and "

@@ -114,12 +114,30 @@ class Helm:
         return json.loads(out)
 
     def template(
-        self, release: str, namespace: str, chart: list[str], values_file: str, keep_pvcs=False
+        self,
+        release: str,
+        namespace: str,
+        chart: list[str],
+        values_file: str,
+        *,
+        kube_version: str | None = None,
+        api_versions: list[str] | tuple[str, ...] = (),
+        is_upgrade: bool = False,
     ) -> str:
-        """Render offline (no API server): the manifest text."""
+        """Render client-side (no API server): the manifest text with the CRDs of the
+        crds/ directories of the chart and its enabled subcharts first, each document
+        after a ``# Source: <chart path>/<file>`` line, hooks left out. No post-renderer:
+        it would drop those lines. ``kube_version``/``api_versions``: the server's
+        capabilities (helm's defaults are Kubernetes v1.20 and its built-in APIs)."""
         args = ["template", release, *chart, "--namespace", namespace, "--values", values_file]
-        args += post_renderer(keep_pvcs)
-        return self.run(*args, "--skip-crds", timeout=300)
+        args += ["--include-crds", "--no-hooks"]
+        if kube_version:
+            args += ["--kube-version", kube_version]
+        if api_versions:
+            args += ["--api-versions", ",".join(api_versions)]
+        if is_upgrade:
+            args.append("--is-upgrade")
+        return self.run(*args, timeout=300)
 
     def rollback(self, release: str, namespace: str, timeout: int) -> None:
         self.run("rollback", release, "--namespace", namespace, "--timeout", f"{timeout}s")
@@ -137,6 +155,3 @@ class Helm:
             if "not found" in (exc.stderr or ""):
                 return None
             raise
-
-    def show_crds(self, chart: list[str]) -> str:
-        return self.run("show", "crds", *chart, timeout=300)

@@ -1,5 +1,6 @@
-"""What one run shares: the helm CLI, the kube client, the repository indexes, the
-repositories added and registries logged in to (once per run), and the progress callable."""
+"""What one run shares: the helm CLI, the kube client, the repository indexes, the chart
+mirrors, the repositories added and registries logged in to (once per run), helm's
+listing, the server's capabilities and the progress callable."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from typing import Any
 from palplat import config
 from palplat import kube as k8s
 from palplat.errors import CommandError
-from palplat.helm.chart import RepoIndex, repo_name
+from palplat.helm.chart import RepoIndex, chart_args, repo_name
 from palplat.helm.cli import Helm, HelmError
 from palplat.helm.install import binary
+from palplat.helm.mirror import describe, mirrored
 from palplat.model import Chart
 
 Progress = Callable[..., Any]
@@ -36,15 +38,26 @@ class Context:
     parallel: int = 4
     registries: Mapping[str, Any] = field(default_factory=dict)  # host -> RegistryAuth
     progress: Progress | None = None
+    mirrors: Mapping[str, str] = field(default_factory=dict)  # source -> mirror URL
     index: RepoIndex = field(default_factory=RepoIndex)
+    listed: dict = field(default_factory=dict)  # helm's listing of this run's plan
+    caps: tuple | None = None  # (server version, API versions), see helm.render
     _repos_added: set = field(default_factory=set)
     _logins: set = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def chart(self, chart: Chart) -> Chart:
+        """``chart`` as helm fetches it (on its mirror, see :mod:`palplat.helm.mirror`)."""
+        return mirrored(chart, self.mirrors)
+
+    def chart_args(self, chart: Chart) -> list[str]:
+        """The CHART argument(s) of a helm call for ``chart`` (mirrors applied)."""
+        return chart_args(self.chart(chart))
+
     def prepare(self, key: str, chart: Chart) -> None:
-        """Repository add / registry login for release ``key``'s chart, once per run and
-        only for what is needed."""
-        c = chart
+        """Repository add / registry login for release ``key``'s chart (on its mirror),
+        once per run and only for what is needed."""
+        c = self.chart(chart)
         with self._lock:
             if c.repo and c.repo not in self._repos_added:
                 try:
@@ -52,7 +65,8 @@ class Context:
                 except CommandError as exc:
                     raise HelmError(
                         f"{pillar_path(key, 'chart:repo')}: cannot add helm repository "
-                        f"{c.repo}: {exc.stderr.strip() or exc}"
+                        f"{c.repo}{describe(chart, self.mirrors)}: "
+                        f"{exc.stderr.strip() or exc}"
                     ) from None
                 self._repos_added.add(c.repo)
             if c.oci:
@@ -86,4 +100,5 @@ def context_for(
         parallel=cfg.platform.parallel,
         registries=regs,
         progress=progress,
+        mirrors=dict(cfg.platform.mirrors),
     )

@@ -1,8 +1,11 @@
 """Executing a plan: :func:`converge` runs it in ``needs`` waves (releases in one wave in
-parallel, up to ``platform.parallel``): CRDs by server-side apply first, then an atomic
-``helm upgrade --install`` (or ``helm uninstall``), then it re-reads the objects, verifies
-them and stores the fingerprint; at the end a fresh plan of what it converged must find
-nothing left to do."""
+parallel, up to ``platform.parallel``). Per release that is installed or upgraded: a
+client-side render (checks the values, yields the CRDs of the enabled charts), the CRDs
+by server-side apply (for real: waited for until Established, so the server-side render
+knows their kinds), the diff, then an atomic ``helm upgrade --install``, then it re-reads
+the objects, verifies them and stores the fingerprint; at the end a fresh plan of what it
+converged must find nothing left to do. An error in one release, whatever it is, stays
+that release's error."""
 
 from __future__ import annotations
 
@@ -19,7 +22,6 @@ from palplat.config import release_order
 from palplat.errors import CommandError, PalplatError
 from palplat.helm.chart import (
     FORMAT,
-    chart_args,
     chart_source,
     merged_values,
     values_file,
@@ -27,36 +29,17 @@ from palplat.helm.chart import (
 )
 from palplat.helm.cli import HelmError
 from palplat.helm.context import Context, pillar_path
+from palplat.helm.crds import apply_crds
 from palplat.helm.diff import render_diff
-from palplat.helm.manifest import baseline, obj_key, parse_manifest
+from palplat.helm.manifest import baseline, obj_key, parse_manifest, scoped
 from palplat.helm.planner import ReleasePlan, plan
+from palplat.helm.render import render_client
 from palplat.helm.store import store_manifest, store_name
 from palplat.model import Release
 
 log = logging.getLogger("palplat.helm")
 
 VERIFY_FAILED = "verify failed: still not converged"
-
-
-def _apply_crds(p: ReleasePlan, ctx: Context, dry_run: bool) -> dict:
-    """Create/upgrade the chart's CRDs by server-side apply (never deleted)."""
-    ctx.prepare(p.key, p.rel.chart)
-    if p.crds_text is None:  # one `helm show crds` per release and run
-        p.crds_text = ctx.helm.show_crds(chart_args(p.rel.chart))
-    text = p.crds_text
-    crds = [
-        o for o in parse_manifest(text, p.namespace) if o.get("kind") == "CustomResourceDefinition"
-    ]
-    for c in crds:
-        c["metadata"].pop("namespace", None)
-    if not crds:
-        return {}
-    res = k8s.converge(
-        ctx.kube, crds, owner=f"helm-crds.{p.name}"[:63], dry_run=dry_run, progress=ctx.progress
-    )
-    for c in crds:
-        ctx.kube.forget(c["spec"]["group"] + "/" + c["spec"]["versions"][0]["name"])
-    return res.get("changes") or {}
 
 
 def _run_with_progress(fn: Callable[[], Any], what: str, ctx: Context, every: float = 5.0) -> Any:
@@ -85,7 +68,7 @@ def _store(p: ReleasePlan, ctx: Context, manifest: str, revision: int) -> None:
         except k8s.UnknownKind:
             missing.append(obj_key(obj))
             continue
-        ns = obj["metadata"]["namespace"] if res.namespaced else None
+        ns = scoped(obj, res.namespaced)["metadata"].get("namespace")
         live = ctx.kube.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], ns)
         if live is None:
             missing.append(obj_key(obj, res.namespaced))
@@ -124,7 +107,6 @@ def _store(p: ReleasePlan, ctx: Context, manifest: str, revision: int) -> None:
 def _upgrade(p: ReleasePlan, ctx: Context) -> None:
     rel = p.rel
     ctx.prepare(p.key, rel.chart)
-    _apply_crds(p, ctx, dry_run=False)
     before = p.revision
     what = f"helm upgrade {p.namespace}/{p.name}"
     if ctx.progress:
@@ -135,7 +117,7 @@ def _upgrade(p: ReleasePlan, ctx: Context) -> None:
             return ctx.helm.upgrade(
                 p.name,
                 p.namespace,
-                chart_args(rel.chart),
+                ctx.chart_args(rel.chart),
                 vf,
                 atomic=rel.wait,
                 wait=rel.wait,
@@ -236,6 +218,29 @@ def _verify(
             errors[p.key] = redact.mask_text(f"{VERIFY_FAILED}: {why}")
 
 
+def _converge_one(p: ReleasePlan, ctx: Context, test: bool, upstream: list[str]) -> None:
+    """One release: the same diff in test mode and for real (before the write)."""
+    if p.action == "uninstall":
+        render_diff(p, ctx)
+        if not test:
+            _uninstall(p, ctx)
+        return
+    if p.action == "drift":  # nothing to render: the drift check holds the diff
+        if not test:
+            _upgrade(p, ctx)
+        return
+    if not test:
+        _recover_pending(p, ctx)
+    client = render_client(p, ctx)  # checks the values before anything changes
+    crds = apply_crds(p, ctx, client.crds, dry_run=test)
+    p.objects.update(crds.changes)
+    for key, why in sorted(crds.skipped.items()):
+        p.reasons.append(f"{key}: {why}")
+    render_diff(p, ctx, upstream, client=client, pending_crds=crds.pending)
+    if not test:
+        _upgrade(p, ctx)
+
+
 def converge(
     releases: Mapping[str, Release],
     ctx: Context,
@@ -271,19 +276,12 @@ def converge(
             failed.add(key)
             return
         try:
-            # the same diff in test mode and for real (before the write)
-            if p.action in ("install", "upgrade"):
-                p.objects.update(_apply_crds(p, ctx, dry_run=True))
-            if not test and p.action != "uninstall":
-                _recover_pending(p, ctx)
-            render_diff(p, ctx, [n for n in p.rel.needs if n in todo] if test else [])
-            if not test:
-                if p.action == "uninstall":
-                    _uninstall(p, ctx)
-                else:
-                    _upgrade(p, ctx)
+            _converge_one(p, ctx, test, [n for n in p.rel.needs if n in todo] if test else [])
             changes[key] = p.changes()
-        except (PalplatError, k8s.KubeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one release's failure is its own
+            if not isinstance(exc, (PalplatError, k8s.KubeError)):
+                log.exception("release %s: unexpected error", key)
+                exc = PalplatError(f"unexpected error: {type(exc).__name__}: {exc}")
             errors[key] = redact.mask_text(str(exc))
             if p.objects:
                 changes[key] = p.changes()

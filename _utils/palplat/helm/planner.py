@@ -23,6 +23,7 @@ from palplat.helm.chart import (
 )
 from palplat.helm.context import Context, pillar_path
 from palplat.helm.manifest import restrict
+from palplat.helm.mirror import describe
 from palplat.helm.store import STORE_LABEL, decode_state
 from palplat.model import Release
 
@@ -43,7 +44,6 @@ class ReleasePlan:
     stored: dict = field(default_factory=dict)
     error: str | None = None
     revision: int | None = None
-    crds_text: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -69,10 +69,13 @@ def _resolve(p: ReleasePlan, ctx: Context) -> None:
     try:
         if c.path:
             p.digest = path_digest(c.path)
-        elif c.repo:
-            p.digest = ctx.index.entry(c.repo, c.name or "", c.version or "").get("digest")
+        elif c.repo:  # the index of the repository helm fetches from (its mirror)
+            repo = ctx.chart(c).repo or c.repo
+            p.digest = ctx.index.entry(repo, c.name or "", c.version or "").get("digest")
     except InputError as exc:
-        raise InputError(f"{pillar_path(p.key, 'chart')}: {exc}") from None
+        raise InputError(
+            f"{pillar_path(p.key, 'chart')}: {exc}{describe(c, ctx.mirrors)}"
+        ) from None
     p.partial = fingerprint(source, c.version, None, values, rel.keep_pvcs)
     p.fingerprint = fingerprint(source, c.version, p.digest, values, rel.keep_pvcs)
 
@@ -86,7 +89,7 @@ def plan(
     """Decide what each release needs. One helm listing, one LIST of stored fingerprints,
     one LIST per kind of the objects owned by unchanged releases (drift)."""
     names = list(only) if only is not None else list(releases)
-    listed = ctx.helm.list_releases()
+    listed = ctx.listed = ctx.helm.list_releases()
     stores = {
         (
             (s.get("metadata") or {}).get("namespace"),
@@ -112,7 +115,7 @@ def plan(
             continue
         try:
             _resolve(p, ctx)
-        except PalplatError as exc:
+        except (PalplatError, OSError) as exc:
             src, ver = chart_source(rel.chart), rel.chart.version
             partial = fingerprint(src, ver, None, merged_values(rel), rel.keep_pvcs)
             if not (p.listed and p.stored.get("partial") == partial and "unreachable" in str(exc)):

@@ -180,6 +180,37 @@ def holds(value: Any, want: Any) -> bool:
     return value == want
 
 
+# what the API server stores for a field set to its zero value: nothing (Go's omitempty)
+_ZEROS = (False, 0, "")
+
+
+def like_stored(live: Any, desired: Any) -> Any:
+    """``desired`` as the API server stores it, for a comparison with ``live`` (both
+    restricted to the fields a manifest sets): a field set to a zero value (``false``,
+    ``0``, ``""``) that ``live`` does not hold is dropped, because the server omits zero
+    values (``hostNetwork: false``, ``initialDelaySeconds: 0``) rather than storing them.
+    A field ``live`` holds is kept, so a real change to or from a zero value still shows."""
+    if isinstance(desired, Mapping):
+        live_map = live if isinstance(live, Mapping) else {}
+        out = {}
+        for k, v in desired.items():
+            got = live_map.get(k)
+            if got is None and _is_zero(v):
+                continue
+            v = like_stored(got, v)
+            if got is None and v in ({}, []):
+                continue  # nothing but zero values in it
+            out[k] = v
+        return out
+    if isinstance(desired, list) and isinstance(live, list) and len(desired) == len(live):
+        return [like_stored(a, b) for a, b in zip(live, desired, strict=True)]
+    return desired
+
+
+def _is_zero(value: Any) -> bool:
+    return type(value) in (bool, int, str) and value in _ZEROS
+
+
 def secret_as_stored(obj: dict) -> dict:
     """A Secret manifest's stringData folded into data (as the server stores it)."""
     if not is_secret(obj) or not obj.get("stringData"):

@@ -82,3 +82,17 @@ def test_post_renderer_script_marks_claims_keep():
     docs = list(yaml.safe_load_all(out))
     assert docs[0]["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
     assert docs[1] == {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
+
+
+def test_template_argv_renders_crds_without_hooks_or_post_renderer():
+    run = FakeRunner("---\n")
+    h = helm.Helm("helm", runner=run)
+    h.template("r", "ns", ["./c"], "/tmp/v.yaml", kube_version="v1.36.3", api_versions=["a/v1"])
+    a = run.calls[0]["argv"]
+    assert a[:4] == ["helm", "template", "r", "./c"]
+    assert "--include-crds" in a and "--no-hooks" in a and "--post-renderer" not in a
+    assert a[a.index("--kube-version") + 1] == "v1.36.3"
+    assert a[a.index("--api-versions") + 1] == "a/v1" and "--is-upgrade" not in a
+    h.template("r", "ns", ["./c"], "/tmp/v.yaml", is_upgrade=True)
+    a = run.calls[1]["argv"]
+    assert "--is-upgrade" in a and "--kube-version" not in a and "--api-versions" not in a

@@ -103,3 +103,79 @@ def test_converge_test_mode_does_not_verify():
     res = helm.converge(releases(enabled=False), ctx, test=True)
     assert res["changes"]["r"]["action"] == "uninstall" and res["errors"] == {}
     assert h.calls == ["list"]
+
+
+def two_releases():
+    base = {"namespace": "ns", "chart": {"path": str(CHARTS / "cm")}}
+    cfg = config.load(
+        {"palplat": {"gpu": {"enabled": False}, "platform": {"releases": {"a": base, "b": base}}}}
+    )
+    return config.releases(cfg)
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_an_unexpected_error_stays_with_its_release(monkeypatch, parallel):
+    import yaml
+
+    def one(p, ctx, test, upstream):
+        if p.key == "a":  # what a YAML 1.1 reader raised on kube-prometheus-stack's CRDs
+            raise yaml.constructor.ConstructorError(None, None, "tag:yaml.org,2002:value")
+
+    monkeypatch.setattr(execute, "_converge_one", one)
+    ctx = helm.Context(helm=FakeHelm({}), kube=FakeKube(), parallel=parallel)
+    res = helm.converge(two_releases(), ctx, test=True)
+    assert res["errors"]["a"].startswith("unexpected error: ConstructorError")
+    assert list(res["changes"]) == ["b"] and res["changes"]["b"]["action"] == "install"
+
+
+class Steps:
+    """Records the steps of one release's converge."""
+
+    def __init__(self, monkeypatch, pending):
+        self.calls = []
+        self.pending = pending
+        from palplat.helm.render import Rendered
+
+        crd = {"metadata": {"name": "as.x.dev"}}
+        monkeypatch.setattr(
+            execute, "render_client", lambda p, ctx: self.log("render_client") or Rendered([crd])
+        )
+        monkeypatch.setattr(execute, "apply_crds", self.apply_crds)
+        monkeypatch.setattr(execute, "render_diff", self.render_diff)
+        monkeypatch.setattr(execute, "_upgrade", lambda p, ctx: self.log("upgrade"))
+        monkeypatch.setattr(execute, "_recover_pending", lambda p, ctx: self.log("recover"))
+
+    def log(self, what):
+        self.calls.append(what)
+
+    def apply_crds(self, p, ctx, crds, dry_run):
+        from palplat.helm.crds import Applied
+
+        self.log(f"apply_crds(dry_run={dry_run})")
+        pending = crds if dry_run and self.pending else []
+        return Applied({"CustomResourceDefinition/as.x.dev": {}}, {"X": "left alone: y"}, pending)
+
+    def render_diff(self, p, ctx, upstream, *, client, pending_crds):
+        self.log(f"render_diff(pending={len(pending_crds)})")
+
+
+def test_real_run_applies_crds_before_the_server_side_render(monkeypatch):
+    steps = Steps(monkeypatch, pending=True)
+    p = helm.ReleasePlan("r", "r", "ns", releases()["r"], action="install")
+    execute._converge_one(p, helm.Context(helm=None, kube=None), False, [])
+    assert steps.calls == [
+        "recover",
+        "render_client",
+        "apply_crds(dry_run=False)",
+        "render_diff(pending=0)",
+        "upgrade",
+    ]
+    assert "X: left alone: y" in p.reasons
+    assert "CustomResourceDefinition/as.x.dev" in p.objects
+
+
+def test_test_mode_plans_a_release_whose_crds_are_not_installed(monkeypatch):
+    steps = Steps(monkeypatch, pending=True)
+    p = helm.ReleasePlan("r", "r", "ns", releases()["r"], action="install")
+    execute._converge_one(p, helm.Context(helm=None, kube=None), True, [])
+    assert steps.calls == ["render_client", "apply_crds(dry_run=True)", "render_diff(pending=1)"]
