@@ -83,6 +83,7 @@ def converge(
     prune_kinds: Iterable[tuple[str, str]] | None = None,
     progress: Callable[..., Any] | None = None,
     crd_timeout: float = 60,
+    listed: Mapping[tuple[str, str], list[dict]] | None = None,
 ) -> dict:
     """Bring ``manifests`` to the cluster; the decision per object is create / patch /
     delete / nothing.
@@ -93,11 +94,17 @@ def converge(
     Namespaces go first, then CRDs (waited for until Established), then the rest in order.
     A :class:`KubeError` on the way becomes a :class:`ConvergeError` carrying the changes
     already made.
+
+    ``listed``: the owner's objects of some kinds, already listed by the caller (keyed by
+    ``(apiVersion, kind)``): those kinds are not listed again, so a caller converging many
+    owners lists each kind once for all of them.
     """
     desired = _plan(manifests, owner)
     run = _Run(
         kube, owner, owner_selector(owner), dry_run, progress, crd_timeout, _crds_in(desired)
     )
+    for (api_version, kind), items in (listed or {}).items():
+        _index(run, api_version, kind, items)
     try:
         for m in desired:
             _converge_one(run, m)
@@ -210,6 +217,11 @@ def _prefetch(run: _Run, api_version: str, kind: str) -> None:
     except UnknownKind:
         run.listed[(api_version, kind)] = None
         return
+    _index(run, api_version, kind, items)
+
+
+def _index(run: _Run, api_version: str, kind: str, items: list[dict]) -> None:
+    """Remember the owner's listed objects of a kind (for lookups and pruning)."""
     run.listed[(api_version, kind)] = items
     for obj in items:
         r = ref_of(obj)
