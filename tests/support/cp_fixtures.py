@@ -1,10 +1,10 @@
 """pytest plugin: a real control plane (tests/support/testenv.py) and helpers around it.
 
-Fixtures: ``control_plane`` (session), ``kwok_control_plane`` (session, with fake nodes),
-``kubeconfig`` (str), ``kube_api``
+Fixtures: ``control_plane`` (session), ``kwok_control_plane`` (session, with fake nodes,
+a GPU and k3s's local-path storage), ``kubeconfig`` (str), ``kube_api``
 (kubernetes.client.ApiClient), ``namespace`` (fresh per test, deleted after), ``helm_bin``,
-``kubectl_bin``. Tests that use the control plane and fail get the component log tails in
-their report.
+``kubectl_bin``, ``chart_repo`` (session: the example's real charts on loopback). Tests
+that use the control plane and fail get the component log tails in their report.
 
 Set ``PALPLAT_TESTBIN`` to use tools built elsewhere.
 """
@@ -46,12 +46,15 @@ def control_plane(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def kwok_control_plane(tmp_path_factory):
-    """A second control plane with kube-scheduler, kwok and one fake node: pods get
-    scheduled and report Running, so Deployments become Available and ``helm --wait``
-    returns. Separate from ``control_plane`` so that tests there see a node-less cluster."""
+    """A second control plane shaped like the example's k3s host: kube-scheduler, kwok and
+    one fake node (pods report Running, Jobs complete, so Deployments become Available and
+    ``helm --wait`` returns) that is a GPU host as palplat's GPU stage leaves it (label
+    ``nvidia.com/gpu.present=true``, ``nvidia.com/gpu: 4``, RuntimeClass ``nvidia``), and
+    k3s's default StorageClass ``local-path`` whose claims bind. Separate from
+    ``control_plane`` so that tests there see a node-less cluster."""
     _skip_missing(testenv.COMPONENTS + testenv.KWOK_COMPONENTS)
     cp = testenv.ControlPlane(tmp_path_factory.mktemp("kwok-controlplane"))
-    cp.start(timeout=float(os.environ.get("PALPLAT_CP_TIMEOUT", "90")), kwok=True)
+    cp.start(timeout=float(os.environ.get("PALPLAT_CP_TIMEOUT", "90")), kwok=True, gpu_nodes=1)
     _ACTIVE.append(cp)
     try:
         yield cp
@@ -95,6 +98,22 @@ def namespace(request, kube_api):
             raise
     except Exception:  # noqa: S110 - the API may be down after an outage test; not our failure
         pass
+
+
+@pytest.fixture(scope="session")
+def chart_repo(helm_bin):
+    """The example platform's real charts (../shared/reference/charts) served on loopback as
+    a helm repository and an OCI registry (``tests/support/chartrepo.py``); skipped when
+    the charts are absent."""
+    from tests.support import chartrepo
+
+    if not chartrepo.CHARTS.is_dir():
+        pytest.skip(chartrepo.SKIP_REASON)
+    repo = chartrepo.ChartRepo(helm_bin=helm_bin).start()
+    try:
+        yield repo
+    finally:
+        repo.stop()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,9 @@
     python -m tests.support.sandbox down --dir .sandbox     # make sandbox-down
 
 `up` starts a real control plane (kine + kube-apiserver + kube-controller-manager on
-loopback), a real Salt master and minion (configs, keys, logs, caches under DIR/salt),
+loopback, with kube-scheduler and a kwok node that is a GPU host, and k3s's local-path
+storage: see tests/support/testenv.py), a real Salt master and minion (configs, keys,
+logs, caches under DIR/salt),
 writes a pillar derived from the example (pillar/palplat), with its secrets really
 GPG-encrypted for a sandbox key and decrypted by the master's gpg renderer, and runs
 
@@ -16,12 +18,17 @@ Nothing outside DIR changes, except one network namespace (`palplat-sandbox`) th
 the firewall when the machine allows it (root, nft, ip). This uses the stages' own
 settings, not special cases: host:manage false, firewall:netns, k3s:mode external,
 gpu:enabled false. The example's Helm charts live on the internet, which the sandbox may
-not reach: each release uses a local stand-in chart (same name, namespace and `needs`).
+not reach: the real charts (../shared/reference/charts) are served on loopback as a helm
+repository and an OCI registry (tests/support/chartrepo.py, a detached process, port kept
+in DIR/chartrepo.json) and the pillar maps the example's repositories to it with
+`palplat:platform:mirrors`. Without ../shared/reference/charts each release uses a local
+stand-in chart instead (same name, namespace and `needs`).
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import copy
 import hashlib
 import json
@@ -61,14 +68,17 @@ def control_plane(work: Path):
     cp_dir = work / "controlplane"
     try:
         cp = ControlPlane.attach(cp_dir)
-        if all(cp.running().values()):
+        if all(cp.running().values()) and "kwok" in cp.running():
             say(f"control plane already running at {cp.server}")
             return cp
+        cp.stop()  # an older sandbox's node-less one: start again with nodes (data kept)
     except Exception:  # noqa: BLE001 - not running: start it
         pass
     cp = ControlPlane(cp_dir, detach=True)  # outlives this process; make sandbox-down stops it
     t0 = time.monotonic()
-    cp.start(timeout=120)
+    # kwok: a node (a GPU host, as the GPU stage leaves one) so that the real charts'
+    # workloads roll out, and k3s's local-path storage so that their claims bind
+    cp.start(timeout=120, kwok=True, gpu_nodes=1)
     say(f"control plane up at {cp.server} in {time.monotonic() - t0:.1f}s")
     return cp
 
@@ -153,8 +163,65 @@ def helm_release(work: Path) -> dict:
     }
 
 
-def sandbox_pillar(work: Path, kubeconfig: Path, firewall_ns: bool, fpr: str, gnupghome: str):
-    """The example pillar with the stages' sandbox settings; secrets GPG-encrypted."""
+def chart_repo(work: Path) -> int | None:
+    """The example's real charts on loopback (helm repository + OCI registry), served by a
+    detached ``python -m tests.support.chartrepo`` on a port kept in DIR/chartrepo.json;
+    its port, or None when ../shared/reference/charts is absent."""
+    from tests.support import chartrepo
+
+    if not chartrepo.CHARTS.is_dir():
+        say(f"stand-in charts: {chartrepo.SKIP_REASON}")
+        return None
+    state = work / "chartrepo.json"
+    info = json.loads(state.read_text()) if state.exists() else {}
+    port = info.get("port") or _free_port()
+    if _repo_alive(info) and _port_open(port):
+        say(f"chart repository already serving at http://127.0.0.1:{port}")
+        return port
+    log = open(work / "chartrepo.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.chartrepo", "serve", f"--port={port}",
+         f"--work={work / 'chartrepo'}"],
+        cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    log.close()
+    state.write_text(json.dumps({"port": port, "pid": proc.pid}))
+    deadline = time.monotonic() + 60
+    while not _port_open(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"[sandbox] the chart repository did not start; see {log.name}")
+        time.sleep(0.2)
+    say(f"real charts served at http://127.0.0.1:{port} (helm repository and OCI registry)")
+    return port
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _repo_alive(info: dict) -> bool:
+    try:
+        cmdline = Path(f"/proc/{int(info['pid'])}/cmdline").read_bytes()
+    except (KeyError, OSError, ValueError):
+        return False
+    return b"tests.support.chartrepo" in cmdline
+
+
+def sandbox_pillar(
+    work: Path,
+    kubeconfig: Path,
+    firewall_ns: bool,
+    fpr: str,
+    gnupghome: str,
+    fakes=None,
+    repo_port: int | None = None,
+):
+    """The example pillar with the stages' sandbox settings; secrets GPG-encrypted.
+    ``fakes``: the services stage's Harbor and Woodpecker (URLs and forge repositories).
+    ``repo_port``: the real charts' loopback repository (else stand-in charts)."""
     from palplat.gpgtool import encrypt, yaml_block
 
     example = yaml.safe_load((REPO / "pillar/palplat/init.sls").read_text())["palplat"]
@@ -171,12 +238,24 @@ def sandbox_pillar(work: Path, kubeconfig: Path, firewall_ns: bool, fpr: str, gn
     secrets["k3s"].pop("registries", None)
     p["gpu"] = {"enabled": False}
     p["platform"]["helm"] = helm_release(work)
+    if fakes is not None:
+        fakes.point(p)
     charts = work / "charts"
     for name, rel in p["platform"]["releases"].items():
+        # gpu:enabled false: no device plugin release (the kwok node has the GPU's label,
+        # runtime class and nvidia.com/gpu already)
+        rel["needs"] = [n for n in rel.get("needs", []) if n in p["platform"]["releases"]]
+        if repo_port:
+            continue
         version = rel["chart"].get("version", "0.1.0")
         rel["chart"] = {"path": str(standin_chart(charts, rel["chart"].get("name", name), version))}
         rel["wait"] = False
-        rel["needs"] = [n for n in rel.get("needs", []) if n in p["platform"]["releases"]]
+        for key in ("database", "expose"):  # stand-ins have no Services nor CRDs
+            rel.pop(key, None)
+    if repo_port:
+        from tests.support.chartrepo import ChartRepo
+
+        p["platform"]["mirrors"] = ChartRepo(port=repo_port).mirrors(p["platform"]["releases"])
     pillar_dir = work / "pillar"
     pillar_dir.mkdir(parents=True, exist_ok=True)
     (pillar_dir / "top.sls").write_text("base:\n  '*':\n    - palplat\n    - secrets\n")
@@ -341,7 +420,19 @@ def up(work: Path) -> int:
     else:
         say(f"firewall stage disabled in the sandbox: {why}")
     gnupghome, fpr = gpg_key(work)
-    pillar_dir = sandbox_pillar(work, Path(cp.kubeconfig), ok_ns, fpr, gnupghome)
+    # services stage: Harbor and Woodpecker contract fakes on loopback (data kept in
+    # DIR/service-fakes), and the vendor CRDs the stand-in charts do not carry
+    from tests.support.fakes.platform import SandboxFakes
+
+    repo_port = chart_repo(work)
+    # with the real charts, the vendor CRDs come with the platform's releases
+    fakes = SandboxFakes(work, Path(cp.kubeconfig), fpr, crds=repo_port is None)
+    atexit.register(fakes.stop)
+    if fakes.why:
+        say(f"services left alone (enabled: false) in the sandbox: {fakes.why}")
+    pillar_dir = sandbox_pillar(
+        work, Path(cp.kubeconfig), ok_ns, fpr, gnupghome, fakes, repo_port=repo_port
+    )
     etc = salt_config(work, pillar_dir, gnupghome)
     start_salt(etc)
     salt(etc, "salt-run", "saltutil.sync_all", quiet=True)
@@ -393,6 +484,11 @@ def down(work: Path) -> int:
             if pidfile and _alive(pidfile):
                 os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
                 say(f"stopped {daemon}")
+    repo = work / "chartrepo.json"
+    info = json.loads(repo.read_text()) if repo.exists() else {}
+    if _repo_alive(info):
+        os.kill(int(info["pid"]), signal.SIGTERM)
+        say("stopped the chart repository")
     try:
         from tests.support.testenv import ControlPlane
 

@@ -13,9 +13,16 @@ Library::
     cp.stop_apiserver(); cp.start_apiserver()   # simulate an API outage
     cp.stop()
 
+With ``kwok=True`` the cluster looks like the example's k3s host: kube-scheduler and kwok
+fake nodes (pods report Running, Jobs complete), ``gpu_nodes`` of them labelled and sized as
+palplat's GPU stage and the NVIDIA device plugin leave a GPU host (plus the ``nvidia``
+RuntimeClass), and k3s's storage: the default StorageClass ``local-path`` (provisioner
+``rancher.io/local-path``) whose claims bind (``tests/support/localpath.py``). Its API
+server does not call admission webhooks: no kwok pod can serve one (``WEBHOOKS_OFF``).
+
 CLI (state in ``DIR/controlplane.json``, so a later command can reattach)::
 
-    python -m tests.support.testenv up   --dir DIR [--kwok]
+    python -m tests.support.testenv up   --dir DIR [--kwok] [--gpu-nodes N]
     python -m tests.support.testenv env  --dir DIR   # prints export lines for a shell
     python -m tests.support.testenv down --dir DIR
 """
@@ -44,6 +51,20 @@ COMPONENTS = ("kine", "kube-apiserver", "kube-controller-manager")
 # Optional: fake nodes (kwok) whose pods report Running; kwok schedules nothing itself.
 KWOK_COMPONENTS = ("kube-scheduler", "kwok")
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+# k3s's storage (a Python loop here, see localpath.py): on by default with kwok nodes.
+STORAGE_COMPONENT = "local-path-provisioner"
+# kwok's node heartbeat: a node Lease, as a kubelet keeps one (see start_kwok)
+NODE_LEASE_S = 40
+# What palplat's GPU stage and the device plugin (time-slicing replicas 4) leave on a GPU
+# node: the node label, the RuntimeClass, and nvidia.com/gpu allocatable.
+GPU_NODE_LABEL = "nvidia.com/gpu.present"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_REPLICAS = "4"
+RUNTIME_CLASS = "nvidia"
+# kwok pods run no code, so no chart's admission webhook (CloudNativePG's: failurePolicy
+# Fail) can ever answer: a control plane with kwok nodes stores webhook configurations but
+# does not call them, as if every webhook server accepted everything.
+WEBHOOKS_OFF = ["--disable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook"]
 POD_CIDR = "10.244.0.1/16"
 SERVICE_CIDR = "10.0.0.0/24"
 GRACE_S = {"kube-apiserver": 5.0, "kube-controller-manager": 5.0}
@@ -359,20 +380,24 @@ def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
     _write(path, json.dumps(cfg, indent=2).encode())
 
 
-def _kwok_node(name: str) -> dict:
-    resources = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+def _kwok_node(name: str, gpu: bool = False) -> dict:
+    resources = {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"}
+    labels = {
+        "type": "kwok",
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+    }
+    if gpu:
+        resources[GPU_RESOURCE] = GPU_REPLICAS
+        labels[GPU_NODE_LABEL] = "true"
     return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
             "name": name,
             "annotations": {KWOK_NODE_ANNOTATION: "fake"},
-            "labels": {
-                "type": "kwok",
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-            },
+            "labels": labels,
         },
         "status": {"allocatable": resources, "capacity": resources},
     }
@@ -547,7 +572,8 @@ class ControlPlane:
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 "--profiling=false",
                 "--v=1",
-            ],
+            ]
+            + WEBHOOKS_OFF * (not self.state.get("webhooks", True)),
         )
         self._wait_ready(timeout)
         self._save()
@@ -639,11 +665,23 @@ class ControlPlane:
         )
 
     # ----- lifecycle
-    def start(self, timeout: float = 60, kwok: bool = False, kwok_nodes: int = 1) -> ControlPlane:
+    def start(
+        self,
+        timeout: float = 60,
+        kwok: bool = False,
+        kwok_nodes: int = 1,
+        *,
+        gpu_nodes: int = 0,
+        storage: bool | None = None,
+    ) -> ControlPlane:
         """Start everything, wait until usable, write ``kubeconfig``. Returns self.
 
         ``kwok=True`` adds kube-scheduler and kwok with ``kwok_nodes`` fake nodes, so pods
-        get scheduled and report Running (Deployments become Available, ``helm --wait``).
+        get scheduled and report Running (Deployments become Available, ``helm --wait``);
+        the first ``gpu_nodes`` of them are GPU nodes (see :meth:`start_kwok`).
+        ``storage`` (default: as ``kwok``) adds k3s's default StorageClass ``local-path``
+        and its provisioner (:meth:`start_storage`). With ``kwok`` the API server does not
+        call admission webhooks (no kwok pod can serve one; see ``WEBHOOKS_OFF``).
         """
         for name in COMPONENTS + (KWOK_COMPONENTS if kwok else ()):
             self._bin(name)
@@ -658,6 +696,7 @@ class ControlPlane:
                 k: v for k, v in old.state.get("ports", {}).items() if v and not _port_open(v)
             }
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.state["webhooks"] = not kwok
         started = time.monotonic()
         try:
             make_pki(self.pki)
@@ -667,7 +706,10 @@ class ControlPlane:
             self._start_controller_manager()
             self._wait_controllers(max(5.0, timeout - (time.monotonic() - started)))
             if kwok:
-                self.start_kwok(kwok_nodes, max(5.0, timeout - (time.monotonic() - started)))
+                left = max(5.0, timeout - (time.monotonic() - started))
+                self.start_kwok(kwok_nodes, left, gpu_nodes=gpu_nodes)
+            if kwok if storage is None else storage:
+                self.start_storage()
         except BaseException:
             self.stop()
             raise
@@ -680,15 +722,22 @@ class ControlPlane:
         for comp in reversed(self._components()):
             self._stop(comp)
 
-    def start_kwok(self, nodes: int = 1, timeout: float = 60) -> list[str]:
+    def _add_components(self, names) -> None:
+        comps = list(self._components())
+        self.state["components"] = comps + [n for n in names if n not in comps]
+
+    def start_kwok(self, nodes: int = 1, timeout: float = 60, *, gpu_nodes: int = 0) -> list[str]:
         """Add kube-scheduler, kwok and ``nodes`` fake nodes to a running control plane.
 
         The nodes (``kwok-node-<i>``, annotation ``kwok.x-k8s.io/node: fake``, no taints)
-        take any pod; kwok reports the pods Running and Ready. Returns the node names.
+        take any pod; kwok reports the pods Running and Ready, and Job pods Succeeded.
+        The first ``gpu_nodes`` are GPU hosts as palplat's GPU stage leaves them: label
+        ``nvidia.com/gpu.present=true``, ``nvidia.com/gpu`` allocatable (4: the example's
+        time-slicing replicas) and the ``nvidia`` RuntimeClass. Returns the node names.
         """
         for name in KWOK_COMPONENTS:
             self._bin(name)
-        self.state["components"] = list(COMPONENTS + KWOK_COMPONENTS)
+        self._add_components(KWOK_COMPONENTS)
         kcfg = self.workdir / "controller-manager.kubeconfig"
         if not self._alive("kube-scheduler"):
             self._spawn(
@@ -713,13 +762,24 @@ class ControlPlane:
                     f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
                     "--node-ip=127.0.0.1",
                     f"--cidr={POD_CIDR}",
+                    # Heartbeats by node Lease, as a kubelet does. Without, kwok patches
+                    # node status about once a minute, past the node monitor's grace
+                    # period: the node flaps NotReady and kube-controller-manager marks
+                    # its pods not ready, which kwok never undoes (`helm --wait` hangs).
+                    f"--node-lease-duration-seconds={NODE_LEASE_S}",
                 ],
             )
         names = [f"kwok-node-{i}" for i in range(nodes)]
-        for name in names:
-            code, out = self._get("/api/v1/nodes", body=_kwok_node(name))
-            if code not in (201, 409):
-                raise ControlPlaneError(f"creating node {name}: HTTP {code} {out[-300:]!r}")
+        for i, name in enumerate(names):
+            self._create("/api/v1/nodes", _kwok_node(name, gpu=i < gpu_nodes))
+        if gpu_nodes:
+            runtime_class = {
+                "apiVersion": "node.k8s.io/v1",
+                "kind": "RuntimeClass",
+                "metadata": {"name": RUNTIME_CLASS},
+                "handler": RUNTIME_CLASS,
+            }
+            self._create("/apis/node.k8s.io/v1/runtimeclasses", runtime_class)
         deadline = time.monotonic() + timeout
         while True:
             self._check_alive("kwok")
@@ -735,6 +795,41 @@ class ControlPlane:
             time.sleep(0.2)
         self._save()
         return names
+
+    def start_storage(self, binding_mode: str = "WaitForFirstConsumer") -> None:
+        """k3s's storage: the default StorageClass ``local-path`` (provisioner
+        ``rancher.io/local-path``) and a provisioner process that binds its claims to
+        hostPath volumes under ``workdir/storage`` (``tests/support/localpath.py``)."""
+        from tests.support import localpath
+
+        self._create(
+            "/apis/storage.k8s.io/v1/storageclasses", localpath.storage_class(binding_mode)
+        )
+        self._add_components([STORAGE_COMPONENT])
+        if not self._alive(STORAGE_COMPONENT):
+            pki = self.pki
+            self._spawn(
+                STORAGE_COMPONENT,
+                [
+                    sys.executable,
+                    str(Path(localpath.__file__).resolve()),
+                    f"--server={self.server}",
+                    f"--ca={pki / 'ca.crt'}",
+                    f"--cert={pki / 'admin.crt'}",
+                    f"--key={pki / 'admin.key'}",
+                    f"--root={self.workdir / 'storage'}",
+                ],
+            )
+        time.sleep(0.2)
+        self._check_alive(STORAGE_COMPONENT)
+        self._save()
+
+    def _create(self, path: str, body: dict) -> None:
+        """POST ``body`` to ``path``; an object that already exists is fine."""
+        code, out = self._get(path, body=body)
+        if code not in (201, 409):
+            name = body["metadata"]["name"]
+            raise ControlPlaneError(f"creating {body['kind']} {name}: HTTP {code} {out[-300:]!r}")
 
     def _node_ready(self, name: str) -> bool:
         code, out = self._get(f"/api/v1/nodes/{name}")
@@ -768,7 +863,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", required=True, type=Path, help="work directory (state, data)")
     parser.add_argument("--timeout", type=float, default=60)
     parser.add_argument(
-        "--kwok", action="store_true", help="up: add kube-scheduler, kwok and a fake node"
+        "--kwok",
+        action="store_true",
+        help="up: add kube-scheduler, kwok, a fake node and k3s's local-path storage",
+    )
+    parser.add_argument(
+        "--gpu-nodes", type=int, default=0, help="up --kwok: how many of the nodes have a GPU"
     )
     args = parser.parse_args(argv)
 
@@ -779,7 +879,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
         cp = ControlPlane(args.dir, detach=True)
         try:
-            cp.start(timeout=args.timeout, kwok=args.kwok)
+            cp.start(timeout=args.timeout, kwok=args.kwok, gpu_nodes=args.gpu_nodes)
         except ControlPlaneError as exc:
             print(exc, file=sys.stderr)
             return 1

@@ -1,0 +1,132 @@
+"""What the platform stage creates beside the Helm releases, and in which order.
+
+Two groups of manifests, each applied by server-side apply with its own owner label
+(``palplat_kube`` machinery, :func:`palplat.kube.converge`):
+
+- ``databases`` (owner ``palplat-platform-databases``): for every release with
+  ``database``, its namespace and CloudNativePG Cluster ``<key>-db``. Applied after the
+  releases that do not need a database (CloudNativePG among them: it serves the Cluster
+  kind) and before the releases that do (their pods read ``<key>-db-app``). Never pruned:
+  removing ``database`` from a release leaves the Cluster and its data (delete it by hand).
+- ``access`` (owner ``palplat-platform-access``): for every release with ``expose``, a
+  Tailscale Ingress ``palplat-<key>`` in its namespace and (``probe``) a blackbox Probe
+  ``palplat-<key>`` in the blackbox exporter's namespace. Applied after every release;
+  pruned: an ``expose`` removed from the pillar removes its Ingress and Probe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from palplat.model import PalplatPillar, Release
+from palplat.platform.access import MON_API, blackbox_probe, tailscale_ingress
+from palplat.platform.database import cnpg_cluster
+
+DATABASES = "databases"
+ACCESS = "access"
+OWNERS = {DATABASES: "palplat-platform-databases", ACCESS: "palplat-platform-access"}
+BLACKBOX_CHART = "prometheus-blackbox-exporter"
+BLACKBOX_PORT = 9115
+# The kinds of the access group, pruned even when none is left in the manifests
+ACCESS_KINDS = (("networking.k8s.io/v1", "Ingress"), (MON_API, "Probe"))
+
+
+@dataclass
+class Group:
+    """Manifests applied together under one owner."""
+
+    name: str
+    owner: str
+    manifests: list[dict[str, Any]] = field(default_factory=list)
+    prune: bool = False
+    prune_kinds: tuple[tuple[str, str], ...] = ()
+
+
+def chart_name(rel: Release) -> str:
+    """The chart's name: ``chart.name``, else the last segment of ``oci``/``path``."""
+    c = rel.chart
+    if c.name:
+        return c.name
+    ref = (c.oci or c.path or "").rstrip("/")
+    base = ref.rsplit("/", 1)[-1]
+    return base[: -len(".tgz")] if base.endswith(".tgz") else base
+
+
+def fullname(key: str, rel: Release) -> str:
+    """The ``<chart>.fullname`` most charts give their objects (helm create's helper):
+    ``fullnameOverride``, else the release name when it contains the chart name, else
+    ``<release>-<chart>``; at most 63 characters."""
+    override = rel.values.get("fullnameOverride")
+    if isinstance(override, str) and override:
+        return override[:63].rstrip("-")
+    name = rel.release_name or key
+    chart = rel.values.get("nameOverride") or chart_name(rel)
+    out = name if chart in name else f"{name}-{chart}"
+    return out[:63].rstrip("-")
+
+
+def blackbox(releases: Mapping[str, Release]) -> tuple[str, Release] | None:
+    """The blackbox exporter's release (the first, by key, of chart
+    prometheus-blackbox-exporter), or None."""
+    for key in sorted(releases):
+        rel = releases[key]
+        if rel.enabled and chart_name(rel) == BLACKBOX_CHART:
+            return key, rel
+    return None
+
+
+def prober(releases: Mapping[str, Release]) -> tuple[str, str] | None:
+    """``(namespace, host:port)`` of the blackbox exporter's Service, or None."""
+    found = blackbox(releases)
+    if found is None:
+        return None
+    key, rel = found
+    return rel.namespace, f"{fullname(key, rel)}.{rel.namespace}.svc:{BLACKBOX_PORT}"
+
+
+def layout(releases: Mapping[str, Release]) -> tuple[list[str], list[str]]:
+    """``(first, second)``: the releases converged before the databases, and those after
+    (every release with ``database`` and every release that needs one of them)."""
+    second = {k for k, r in releases.items() if r.database is not None and r.enabled}
+    grew = True
+    while grew:
+        grew = False
+        for k, r in releases.items():
+            if k not in second and any(n in second for n in r.needs):
+                second.add(k)
+                grew = True
+    return [k for k in releases if k not in second], [k for k in releases if k in second]
+
+
+def groups(cfg: PalplatPillar, releases: Mapping[str, Release]) -> dict[str, Group]:
+    """The ``databases`` and ``access`` groups of the enabled ``releases``."""
+    dbs = Group(DATABASES, OWNERS[DATABASES])
+    access = Group(ACCESS, OWNERS[ACCESS], prune=True, prune_kinds=ACCESS_KINDS)
+    probe_at = prober(releases)
+    namespaces: list[str] = []
+    for key in sorted(releases):
+        rel = releases[key]
+        if not rel.enabled:
+            continue
+        if rel.database is not None:
+            if rel.namespace not in namespaces:
+                namespaces.append(rel.namespace)
+            dbs.manifests.append(cnpg_cluster(key, rel.namespace, rel.database).manifest)
+        ex = rel.expose
+        if ex is None:
+            continue
+        access.manifests.append(
+            tailscale_ingress(
+                f"palplat-{key}", rel.namespace, ex.service, ex.port, ex.url, funnel=ex.funnel
+            )
+        )
+        if ex.probe and probe_at is not None:
+            ns, url = probe_at
+            access.manifests.append(blackbox_probe(f"palplat-{key}", ns, ex.url, url, job=key))
+    ns_objects = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in namespaces
+    ]
+    dbs.manifests[:0] = ns_objects
+    return {DATABASES: dbs, ACCESS: access}

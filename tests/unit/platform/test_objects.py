@@ -1,0 +1,143 @@
+"""palplat.platform: the objects the platform stage creates beside releases, their order
+and their pillar checks (no cluster)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from palplat import config
+from palplat.errors import PillarError
+from palplat.model import Database
+from palplat.platform import access, database, objects
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _merge(a, b):
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.fixture
+def example():
+    base = yaml.safe_load((REPO / "pillar/palplat/init.sls").read_text())
+    secrets = yaml.safe_load((REPO / "pillar/palplat/secrets.sls").read_text())
+    return _merge(base, secrets)
+
+
+def test_cnpg_cluster_and_its_credentials():
+    db = database.cnpg_cluster("forgejo", "forgejo", Database(instances=2, size="10Gi"))
+    assert db.manifest == {
+        "apiVersion": "postgresql.cnpg.io/v1",
+        "kind": "Cluster",
+        "metadata": {"name": "forgejo-db", "namespace": "forgejo"},
+        "spec": {
+            "instances": 2,
+            "storage": {"size": "10Gi"},
+            "bootstrap": {"initdb": {"database": "app", "owner": "app"}},
+        },
+    }
+    assert (db.secret, db.host, db.port, db.database) == (
+        "forgejo-db-app",
+        "forgejo-db-rw",
+        5432,
+        "app",
+    )
+    assert db.secret_key_ref("password") == {
+        "secretKeyRef": {"name": "forgejo-db-app", "key": "password"}
+    }
+    with pytest.raises(ValueError, match="not a key"):
+        db.secret_key_ref("passwd")
+
+
+def test_tailscale_ingress_and_probe():
+    ing = access.tailscale_ingress(
+        "palplat-forgejo", "forgejo", "forgejo-http", 3000, "https://forgejo.t.ts.net", funnel=True
+    )
+    assert ing["metadata"]["annotations"] == {"tailscale.com/funnel": "true"}
+    assert ing["spec"]["tls"] == [{"hosts": ["forgejo"]}]
+    assert ing["spec"]["defaultBackend"]["service"] == {
+        "name": "forgejo-http",
+        "port": {"number": 3000},
+    }
+    private = access.tailscale_ingress("x", "n", "s", 80, "https://x.t.ts.net", funnel=False)
+    assert "annotations" not in private["metadata"]
+    probe = access.blackbox_probe(
+        "palplat-forgejo", "monitoring", "https://forgejo.t.ts.net", "bb:9115"
+    )
+    assert probe["spec"]["prober"]["url"] == "bb:9115"
+    assert probe["spec"]["targets"]["staticConfig"]["static"] == ["https://forgejo.t.ts.net"]
+
+
+def test_example_layout_and_groups(example):
+    cfg = config.load(example)
+    rels = config.releases(cfg)
+    first, second = objects.layout(rels)
+    assert set(second) == {"forgejo", "woodpecker", "keycloak"}
+    assert "cnpg" in first and not set(first) & set(second)
+    groups = objects.groups(cfg, rels)
+    dbs = groups["databases"]
+    assert [m["kind"] for m in dbs.manifests] == ["Namespace"] * 3 + ["Cluster"] * 3
+    assert not dbs.prune and groups["access"].prune
+    kinds = {}
+    for m in groups["access"].manifests:
+        kinds.setdefault(m["kind"], []).append(m["metadata"]["name"])
+    assert len(kinds["Ingress"]) == len(kinds["Probe"]) == 6
+    assert objects.prober(rels) == (
+        "monitoring",
+        "blackbox-exporter-prometheus-blackbox-exporter.monitoring.svc:9115",
+    )
+
+
+def test_fullname_follows_the_charts_rule(example):
+    cfg = config.load(example)
+    rels = config.releases(cfg)
+    assert objects.fullname("keycloak", rels["keycloak"]) == "keycloak-keycloakx"
+    assert objects.fullname("minio", rels["minio"]) == "minio"
+    assert objects.fullname("forgejo", rels["forgejo"]) == "forgejo"  # oci: last segment
+
+
+@pytest.mark.parametrize(
+    "mutate, path, words",
+    [
+        (
+            lambda r: r["forgejo"].update(needs=[]),
+            "palplat:platform:releases:forgejo:database",
+            "CloudNativePG",
+        ),
+        (
+            lambda r: r["keycloak"]["database"].update(backup={"schedule": "0 0 3 * * *"}),
+            "palplat:platform:releases:keycloak:database:backup",
+            "not supported",
+        ),
+        (
+            lambda r: r["harbor"]["expose"].update(url="https://forgejo.tail0000.ts.net"),
+            "palplat:platform:releases:harbor:expose:url",
+            "already used",
+        ),
+        (
+            lambda r: r.pop("blackbox-exporter"),
+            "palplat:platform:releases:forgejo:expose:probe",
+            "blackbox exporter",
+        ),
+        (
+            lambda r: r["harbor"]["expose"].update(url="http://harbor.tail0000.ts.net"),
+            "palplat:platform:releases:harbor:expose:url",
+            "https URL",
+        ),
+    ],
+)
+def test_pillar_checks(example, mutate, path, words):
+    pillar = copy.deepcopy(example)
+    mutate(pillar["palplat"]["platform"]["releases"])
+    with pytest.raises(PillarError) as exc:
+        config.load(pillar)
+    found = {p.path: str(p) for p in exc.value.problems}
+    assert path in found, str(exc.value)
+    assert words in found[path]
