@@ -1,0 +1,118 @@
+"""State module: the host stage's own states, where Salt has none that fits.
+
+``salt/palplat/host.sls`` uses Salt's states for packages, accounts, keys, files, sysctls
+and services; these add what Salt lacks: checks against the host before anything changes
+(``checked``), kernel modules that may be built in (``modules_loaded``), swap off
+(``swap_off``), Tailscale (``tailscale_installed``, ``tailscale_joined``) and the
+verification of the whole stage after it ran (``verified``). See docs/host.md.
+"""
+
+from palplat import loaderkit
+from palplat.errors import PillarError
+from palplat.host import facts, kernel, settings, tailscale, verify
+
+
+def _env():
+    return loaderkit.env(__salt__, __opts__, __pillar__, __context__)
+
+
+def _settings(cfg):
+    return settings.settings(cfg, __grains__.get("os_family", "Debian"))
+
+
+@loaderkit.state
+def checked(name="palplat:host"):
+    """Check the pillar against this host before the stage changes anything: every
+    sysctl exists here (or comes with a module the stage loads), the timezone is in this
+    host's tz database. Never changes anything; the same in test mode."""
+    problems = facts.problems(_env().config())
+    if problems:
+        raise PillarError(problems)
+    return loaderkit.state_ret(name, {}, True, "this host can take the palplat:host settings")
+
+
+@loaderkit.state
+def modules_loaded(name="palplat:host:kernel_modules"):
+    """Every kernel module of the stage is available now (loaded, or built into the
+    kernel); ``modprobe`` the others, then verify. The boot-time list is the
+    ``modules-load.d`` file host.sls writes with ``file.managed``."""
+    e = _env()
+    s = _settings(e.config())
+    names = (s["modules"] or {}).get("names", [])
+    missing = kernel.missing_modules(names)
+    if not missing:
+        return loaderkit.state_ret(name, {}, True, f"kernel modules available: {', '.join(names)}")
+    changes = {m: {"old": "not loaded", "new": "loaded"} for m in missing}
+    if e.test:
+        return loaderkit.state_ret(name, changes, None, f"would modprobe {', '.join(missing)}")
+    kernel.load_modules(names)
+    return loaderkit.state_ret(name, changes, True, f"loaded {', '.join(missing)}")
+
+
+@loaderkit.state
+def swap_off(name="palplat:host:swap"):
+    """No active swap and no swap line in /etc/fstab (commented out, not deleted)."""
+    e = _env()
+    h = e.config().host
+    if not h.manage or h.swap != "off":
+        return loaderkit.state_ret(name, {}, True, "palplat:host:swap is keep: swap is left alone")
+    changes = kernel.swap_plan()
+    if not changes:
+        return loaderkit.state_ret(name, {}, True, "no swap is active or configured in /etc/fstab")
+    if e.test:
+        return loaderkit.state_ret(name, changes, None, "would turn swap off")
+    kernel.swap_off()
+    return loaderkit.state_ret(name, changes, True, "swap is off, also at boot")
+
+
+@loaderkit.state
+def tailscale_installed(name="tailscaled"):
+    """The pinned tailscale and tailscaled (static release archive, sha256-verified,
+    ``--version`` checked) and their unit; nothing to do when that version runs."""
+    e = _env()
+    cfg = e.config()
+    plan = tailscale.install_plan(cfg.host.tailscale)
+    if not plan.changes:
+        return loaderkit.state_ret(name, {}, True, f"tailscale {plan.current} is installed")
+    if e.test:
+        return loaderkit.state_ret(
+            name, plan.changes, None, f"would install tailscale {plan.desired}"
+        )
+    tailscale.install(cfg.host.tailscale, plan, fetch_salt=e.fetch_salt)
+    return loaderkit.state_ret(name, plan.changes, True, f"installed tailscale {plan.desired}")
+
+
+@loaderkit.state
+def tailscale_joined(name="tailscale"):
+    """The node is on the tailnet with the pillar's tags: the auth key goes to a 0600 file
+    and ``tailscale up --auth-key=file:<path>`` reads it there (never argv); verified with
+    ``tailscale status``."""
+    e = _env()
+    ts = e.config().host.tailscale
+    plan = tailscale.join_plan(ts)
+    if not plan.changes:
+        return loaderkit.state_ret(name, {}, True, plan.comment)
+    if e.test:
+        return loaderkit.state_ret(name, plan.changes, None, "would " + plan.comment)
+    tailscale.join(ts, plan, progress=e.progress("tailscale"))
+    return loaderkit.state_ret(name, plan.changes, True, plan.comment)
+
+
+@loaderkit.state
+def verified(name="palplat:host"):
+    """What the running system reports matches the host stage: sshd's effective config,
+    accounts and keys, modules, sysctls, swap, timezone, time sync, security updates,
+    Tailscale. Changes nothing; in test mode a difference is what the states before it
+    would fix (result None)."""
+    e = _env()
+    s = _settings(e.config())
+    bad = verify.verify(s)
+    checked_ = ", ".join(verify.checks(s)) or "nothing to check"
+    if not bad:
+        return loaderkit.state_ret(name, {}, True, f"verified: {checked_}")
+    text = "; ".join(f"{k}: {v}" for k, v in bad.items())
+    if e.test:
+        return loaderkit.state_ret(
+            name, {}, None, f"checked after the states before it apply; now: {text}"
+        )
+    return loaderkit.state_ret(name, {}, False, f"the host does not match palplat:host: {text}")

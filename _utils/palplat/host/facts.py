@@ -1,0 +1,62 @@
+"""Checks of ``palplat:host`` against the host itself, run on the minion by
+``palplat_host.checked`` before any host state: things the master cannot know (which
+kernel parameters this kernel has, this host's tz database). Same form as the pillar
+checks: one :class:`PillarProblem` per problem, with its pillar path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from palplat.errors import PillarProblem
+from palplat.host.settings import SYSCTL_FROM_MODULE, modules, sysctls
+
+if TYPE_CHECKING:  # pragma: no cover
+    from palplat.model import PalplatPillar
+
+BASE = "palplat:host"
+
+
+def sysctl_path(name: str, root: str | Path = "/") -> Path:
+    """``net.ipv4.ip_forward`` -> ``/proc/sys/net/ipv4/ip_forward`` (a ``/`` in a name
+    stands for a ``.`` inside one component, as sysctl(8) writes interface names)."""
+    parts = [p.replace("/", ".") for p in name.split(".")]
+    return Path(root, "proc/sys", *parts)
+
+
+def problems(cfg: PalplatPillar, root: str | Path = "/") -> list[PillarProblem]:
+    h = cfg.host
+    out: list[PillarProblem] = []
+    if not h.manage:
+        return out
+    loaded_later = set(modules(cfg))
+    for name in sysctls(cfg):
+        if sysctl_path(name, root).exists():
+            continue
+        module = next((m for p, m in SYSCTL_FROM_MODULE.items() if name.startswith(p)), None)
+        if module and module in loaded_later:
+            continue  # appears once the stage has loaded the module
+        hint = (
+            f"; it appears once the {module} module is loaded (add it to host:kernel_modules)"
+            if module
+            else ""
+        )
+        own = name in h.sysctl
+        out.append(
+            PillarProblem(
+                f"{BASE}:sysctl:{name}" if own else f"{BASE}:k3s_prerequisites",
+                ("" if own else f"needs {name}: ")
+                + f"no such kernel parameter on this host ({sysctl_path(name, root)} does not "
+                f"exist){hint}; `sysctl -a` lists them",
+            )
+        )
+    if h.timezone and not Path(root, "usr/share/zoneinfo", h.timezone).is_file():
+        out.append(
+            PillarProblem(
+                f"{BASE}:timezone",
+                "is not in this host's tz database (/usr/share/zoneinfo); "
+                "`timedatectl list-timezones` lists them",
+                h.timezone,
+            )
+        )
+    return out

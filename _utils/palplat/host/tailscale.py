@@ -1,0 +1,286 @@
+"""Tailscale on the host: tailscaled from a pinned static release, joined with an auth key
+that only ever lives in a 0600 file.
+
+Install: the archive (``tailscale_<version>_<arch>.tgz``, official URL pattern, a mirror,
+file:// or salt://) is downloaded, its sha256 checked against the pillar or the
+``<url>.sha256`` published beside it, ``tailscale`` and ``tailscaled`` extracted and their
+``--version`` checked, then renamed over ``/usr/bin/tailscale`` and
+``/usr/sbin/tailscaled``; the unit is palplat's (the upstream one, fixed paths). Any
+failure leaves the installed version in place.
+
+Join: the pillar's ``auth_key`` is written to ``auth_key_file`` (0600, only when it
+differs); ``tailscale up --auth-key=file:<path> --advertise-tags=... --timeout=...``
+reads it from there, so the key is never in argv, a return or a log. Then
+``tailscale status --json`` must say Running with the pillar's tags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tarfile
+import tempfile
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from palplat import proc
+from palplat.errors import PalplatError
+from palplat.fetch import ChecksumError, FetchSalt, SourceError, arch, fetch, sha256_file
+from palplat.host.pillar import Tailscale
+
+P = "palplat:host:tailscale"
+TAILSCALE = "/usr/bin/tailscale"
+TAILSCALED = "/usr/sbin/tailscaled"
+UNIT = "/etc/systemd/system/tailscaled.service"
+UNIT_TEXT = """# Managed by palplat (Salt): tailscaled from palplat:host:tailscale.
+[Unit]
+Description=Tailscale node agent (managed by palplat)
+Documentation=https://tailscale.com/kb/
+Wants=network-pre.target
+After=network-pre.target NetworkManager.service systemd-resolved.service
+
+[Service]
+# FLAGS: extra tailscaled flags (the .deb's /etc/default/tailscaled; optional here)
+EnvironmentFile=-/etc/default/tailscaled
+ExecStart=/usr/sbin/tailscaled --state=/var/lib/tailscale/tailscaled.state \\
+  --socket=/run/tailscale/tailscaled.sock --port=41641 $FLAGS
+ExecStopPost=/usr/sbin/tailscaled --cleanup
+Restart=on-failure
+RuntimeDirectory=tailscale
+RuntimeDirectoryMode=0755
+StateDirectory=tailscale
+StateDirectoryMode=0700
+CacheDirectory=tailscale
+CacheDirectoryMode=0750
+Type=notify
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+class TailscaleError(PalplatError):
+    pass
+
+
+def installed_version(path: str | Path = TAILSCALED, run=proc.run) -> str | None:
+    if not Path(path).exists():
+        return None
+    res = run([str(path), "--version"], check=False, timeout=30)
+    first = (res.stdout or "").strip().splitlines()
+    return first[0].strip().split("-")[0] if res.returncode == 0 and first else "unknown"
+
+
+def archive_url(ts: Tailscale) -> str:
+    version = ts.version or ""
+    if ts.url.startswith(("http://", "https://")):
+        version = urllib.parse.quote(version, safe="")
+    return ts.url.replace("{version}", version).replace("{arch}", arch())
+
+
+@dataclass
+class InstallPlan:
+    current: str | None
+    desired: str | None
+    unit_changed: bool
+
+    @property
+    def changes(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.desired and self.current != self.desired:
+            out["tailscale"] = {"old": self.current, "new": self.desired}
+        if self.unit_changed:
+            out["unit"] = {"old": None if self.current is None else "changed", "new": UNIT}
+        return out
+
+
+def _unit_differs(root: str | Path = "/") -> bool:
+    try:
+        return Path(root, UNIT.lstrip("/")).read_text() != UNIT_TEXT
+    except FileNotFoundError:
+        return True
+
+
+def install_plan(ts: Tailscale, root: str | Path = "/", run=proc.run) -> InstallPlan:
+    tailscaled = Path(root, TAILSCALED.lstrip("/"))
+    return InstallPlan(installed_version(tailscaled, run), ts.version, _unit_differs(root))
+
+
+def _expected_sha(
+    ts: Tailscale, url: str, work: Path, fetch_salt: FetchSalt | None
+) -> tuple[str, str]:
+    if ts.sha256:
+        return ts.sha256, f"{P}:sha256"
+    sums = work / "archive.sha256"
+    fetch(url + ".sha256", sums, fetch_salt)
+    want = sums.read_text().split()[0].strip().lower() if sums.read_text().split() else ""
+    if len(want) != 64:
+        raise ChecksumError(f"{url}.sha256 holds no sha256; pin {P}:sha256")
+    return want, f"{url}.sha256"
+
+
+def _extract(archive: Path, work: Path) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    with tarfile.open(archive) as tar:
+        for m in tar.getmembers():
+            base = os.path.basename(m.name)
+            if m.isfile() and base in ("tailscale", "tailscaled") and base not in out:
+                src = tar.extractfile(m)
+                dest = work / base
+                with open(dest, "wb") as fh:
+                    fh.write(src.read() if src else b"")
+                os.chmod(dest, 0o755)
+                out[base] = dest
+    missing = {"tailscale", "tailscaled"} - set(out)
+    if missing:
+        raise SourceError(f"the tailscale archive has no {', '.join(sorted(missing))}")
+    return out
+
+
+def install(
+    ts: Tailscale,
+    plan: InstallPlan,
+    root: str | Path = "/",
+    fetch_salt: FetchSalt | None = None,
+    run=proc.run,
+    reload=None,
+) -> None:
+    """Download, verify and install; then write the unit (``reload`` after a unit change:
+    default ``systemctl daemon-reload`` when root is /)."""
+    if plan.desired and plan.current != plan.desired:
+        url = archive_url(ts)
+        with tempfile.TemporaryDirectory(prefix="palplat-tailscale-") as tmp:
+            work = Path(tmp)
+            archive = work / "tailscale.tgz"
+            fetch(url, archive, fetch_salt)
+            want, source = _expected_sha(ts, url, work, fetch_salt)
+            have = sha256_file(archive)
+            if have != want:
+                raise ChecksumError(
+                    f"{url}: sha256 {have} does not match {want} from {source}; the "
+                    "installed tailscale was left in place"
+                )
+            files = _extract(archive, work)
+            got = installed_version(files["tailscaled"], run)
+            if got != ts.version:
+                raise ChecksumError(f"{url}: tailscaled --version says {got}, not {ts.version}")
+            for name, dest in (("tailscale", TAILSCALE), ("tailscaled", TAILSCALED)):
+                target = Path(root, dest.lstrip("/"))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmpdest = target.with_name(f".{target.name}.palplat-tmp")
+                with contextlib.suppress(FileNotFoundError):
+                    tmpdest.unlink()
+                tmpdest.write_bytes(files[name].read_bytes())
+                os.chmod(tmpdest, 0o755)
+                os.replace(tmpdest, target)
+    if plan.unit_changed:
+        unit = Path(root, UNIT.lstrip("/"))
+        unit.parent.mkdir(parents=True, exist_ok=True)
+        unit.write_text(UNIT_TEXT)
+        if reload is not None:
+            reload()
+        elif str(root) == "/":
+            run(["systemctl", "daemon-reload"], timeout=60)
+    now = installed_version(Path(root, TAILSCALED.lstrip("/")), run)
+    if plan.desired and now != plan.desired:
+        raise TailscaleError(f"after installing, tailscaled --version says {now}")
+
+
+# ------------------------------------------------------------------------------ join
+
+
+def status(run=proc.run, cli: str = TAILSCALE) -> dict[str, Any]:
+    """``tailscale status --json``; ``BackendState`` is ``NotInstalled`` without the CLI and
+    ``Unreachable`` (with ``Error``) when tailscaled does not answer."""
+    if not Path(cli).exists() and "/" in cli:
+        return {"BackendState": "NotInstalled"}
+    res = run([cli, "status", "--json"], check=False, timeout=30)
+    try:
+        return json.loads(res.stdout)
+    except ValueError:
+        return {"BackendState": "Unreachable", "Error": (res.stderr or res.stdout).strip()[-300:]}
+
+
+@dataclass
+class JoinPlan:
+    state: str
+    tags_now: list[str]
+    key_file_changed: bool
+    up: bool
+    comment: str
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+def _key_differs(ts: Tailscale) -> bool:
+    if ts.auth_key is None:
+        return False
+    try:
+        return Path(ts.auth_key_file).read_text().strip() != str(ts.auth_key.reveal()).strip()
+    except FileNotFoundError:
+        return True
+
+
+def join_plan(ts: Tailscale, run=proc.run, cli: str = TAILSCALE) -> JoinPlan:
+    st = status(run, cli)
+    state = st.get("BackendState") or "unknown"
+    tags = sorted((st.get("Self") or {}).get("Tags") or [])
+    key_changed = _key_differs(ts)
+    up = state != "Running" or tags != sorted(ts.tags)
+    changes: dict[str, Any] = {}
+    if key_changed:
+        changes["auth_key_file"] = {"old": None, "new": f"{ts.auth_key_file} (0600)"}
+    if up:
+        changes["tailscale"] = {
+            "old": {"state": state, "tags": tags},
+            "new": {"state": "Running", "tags": sorted(ts.tags)},
+        }
+    if up and ts.auth_key is None and not Path(ts.auth_key_file).exists():
+        raise TailscaleError(
+            f"{P}: the node is {state} and there is no auth key: set {P}:auth_key (GPG "
+            f"pillar) or put the key in {ts.auth_key_file} (mode 0600)"
+        )
+    comment = (
+        f"join the tailnet as {state} -> Running with tags {sorted(ts.tags)}"
+        if up
+        else f"on the tailnet (Running, tags {tags})"
+    )
+    return JoinPlan(state, tags, key_changed, up, comment, changes)
+
+
+def up_argv(ts: Tailscale, cli: str = TAILSCALE, reauth: bool = False) -> list[str]:
+    argv = [cli, "up", f"--auth-key=file:{ts.auth_key_file}", f"--timeout={ts.up_timeout}s"]
+    argv.append("--advertise-tags=" + ",".join(ts.tags))
+    if ts.hostname:
+        argv.append(f"--hostname={ts.hostname}")
+    if ts.login_server:
+        argv.append(f"--login-server={ts.login_server}")
+    argv.append(f"--accept-routes={'true' if ts.accept_routes else 'false'}")
+    if reauth:
+        argv.append("--force-reauth")
+    return argv
+
+
+def join(ts: Tailscale, plan: JoinPlan, run=proc.run, cli: str = TAILSCALE, progress=None) -> None:
+    if plan.key_file_changed and ts.auth_key is not None:
+        Path(ts.auth_key_file).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        proc.write_private(ts.auth_key_file, str(ts.auth_key.reveal()).strip() + "\n")
+    if plan.up:
+        if progress:
+            progress("start", f"tailscale up (timeout {ts.up_timeout}s)")
+        # tags of a running node change only with a new login
+        reauth = plan.state == "Running"
+        run(up_argv(ts, cli, reauth), timeout=ts.up_timeout + 30)
+    st = status(run, cli)
+    tags = sorted((st.get("Self") or {}).get("Tags") or [])
+    if st.get("BackendState") != "Running" or tags != sorted(ts.tags):
+        why = f" ({st['Error']})" if st.get("Error") else ""
+        raise TailscaleError(
+            f"after tailscale up the node is {st.get('BackendState')}{why} with tags {tags} "
+            f"(want Running, {sorted(ts.tags)}); check that the auth key may use these tags "
+            "(the tailnet policy's tagOwners)"
+        )
+    if progress:
+        progress("done", "on the tailnet")
