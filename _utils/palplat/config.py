@@ -18,15 +18,33 @@ from pydantic import BaseModel, ValidationError
 
 from palplat import redact
 from palplat.errors import PillarError, PillarProblem
+from palplat.host import checks as host_checks
+from palplat.k3s import flags as k3s_flags
+from palplat.k3s.layout import K3S_KUBECONFIG as K3S_KUBECONFIG  # re-exported
+from palplat.k3s.layout import kubeconfig_path as kubeconfig_path  # re-exported
 from palplat.model import PalplatPillar, Release, Service, Services
+from palplat.platform import checks as platform_checks
+from palplat.services import checks as service_checks
 
 ROOT = "palplat"
 DEVICE_PLUGIN_RELEASE = "nvidia-device-plugin"
+# The GPU stage labels GPU nodes with this; the device plugin selects on it.
+GPU_NODE_LABEL = "nvidia.com/gpu.present"
+# The RuntimeClass (and containerd runtime handler) of the NVIDIA container runtime.
+RUNTIME_CLASS = "nvidia"
 
 
-def load(pillar: Mapping[str, Any] | None, *, key: str = ROOT) -> PalplatPillar:
-    """Validate ``pillar[key]`` (or a bare palplat mapping when ``key`` is None)."""
+def load(
+    pillar: Mapping[str, Any] | None, *, key: str = ROOT, required: bool = False
+) -> PalplatPillar:
+    """Validate ``pillar[key]`` (or a bare palplat mapping when ``key`` is None).
+
+    ``required``: a missing or null ``palplat`` key is a problem (a minion palplat acts on,
+    see ``Env.config``), not the defaults; a palplat state on such a minion changes nothing.
+    """
     data = pillar if key is None else (pillar or {}).get(key)
+    if data is None and required and key is not None:
+        raise PillarError([missing_problem(pillar, key)])
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -52,9 +70,20 @@ def load(pillar: Mapping[str, Any] | None, *, key: str = ROOT) -> PalplatPillar:
     return cfg
 
 
-def problems_of(pillar: Mapping[str, Any] | None, *, key: str = ROOT) -> list[PillarProblem]:
+def missing_problem(pillar: Mapping[str, Any] | None, key: str = ROOT) -> PillarProblem:
+    what = "is null" if key in (pillar or {}) else "is missing"
+    return PillarProblem(
+        key,
+        f"{what} in this minion's pillar: palplat acts only on minions that have one; assign "
+        "the palplat pillar to this minion in the pillar top file, or do not target it",
+    )
+
+
+def problems_of(
+    pillar: Mapping[str, Any] | None, *, key: str = ROOT, required: bool = False
+) -> list[PillarProblem]:
     try:
-        load(pillar, key=key)
+        load(pillar, key=key, required=required)
     except PillarError as exc:
         return exc.problems
     return []
@@ -159,35 +188,58 @@ def _problems(exc: ValidationError) -> list[PillarProblem]:
 
 
 def releases(cfg: PalplatPillar) -> dict[str, Release]:
-    """Every Helm release palplat manages: platform releases plus the GPU device plugin."""
+    """Every Helm release palplat manages: platform releases plus the GPU device plugin.
+
+    The device plugin is synthesized whenever ``gpu:enabled`` is not false (also under
+    ``auto``: whether any node has a GPU is a cluster fact no single pillar knows). Its
+    DaemonSet runs with ``runtimeClassName: nvidia`` and only on nodes the GPU stage
+    labelled ``nvidia.com/gpu.present=true``, so it is harmless where no node has a GPU.
+    ``device_plugin:values`` are merged over these defaults.
+    """
     out = dict(cfg.platform.releases)
-    dp = cfg.gpu.device_plugin
     if cfg.gpu.enabled is not False and DEVICE_PLUGIN_RELEASE not in out:
-        values: dict[str, Any] = dict(dp.values)
-        if dp.time_slicing:
-            values.setdefault("config", {}).setdefault(
-                "map",
-                {
-                    "default": json.dumps(
-                        {
-                            "version": "v1",
-                            "sharing": {
-                                "timeSlicing": {
-                                    "resources": [
-                                        {
-                                            "name": "nvidia.com/gpu",
-                                            "replicas": dp.time_slicing.replicas,
-                                        }
-                                    ]
-                                }
-                            },
-                        }
-                    )
-                },
-            )
-        out[DEVICE_PLUGIN_RELEASE] = Release(
-            namespace=dp.namespace, chart=dp.chart, values=values, wait=False
+        out[DEVICE_PLUGIN_RELEASE] = device_plugin_release(cfg)
+    return out
+
+
+def device_plugin_release(cfg: PalplatPillar) -> Release:
+    """The NVIDIA device plugin release synthesized from ``palplat:gpu:device_plugin``."""
+    dp = cfg.gpu.device_plugin
+    values: dict[str, Any] = _merged(
+        {"runtimeClassName": RUNTIME_CLASS, "nodeSelector": {GPU_NODE_LABEL: "true"}},
+        dp.values,
+    )
+    if dp.time_slicing:
+        values.setdefault("config", {}).setdefault(
+            "map",
+            {
+                "default": json.dumps(
+                    {
+                        "version": "v1",
+                        "sharing": {
+                            "timeSlicing": {
+                                "resources": [
+                                    {
+                                        "name": "nvidia.com/gpu",
+                                        "replicas": dp.time_slicing.replicas,
+                                    }
+                                ]
+                            }
+                        },
+                    }
+                )
+            },
         )
+    return Release(namespace=dp.namespace, chart=dp.chart, values=values, wait=False)
+
+
+def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _merged(out[k], v)
+        else:
+            out[k] = v
     return out
 
 
@@ -265,9 +317,7 @@ def cross_check(cfg: PalplatPillar) -> list[PillarProblem]:
                 f"release needs form a {exc}; remove one of these needs",
             )
         )
-    from palplat import k3s  # k3s imports this module
-
-    problems.extend(k3s.check(cfg, stage=False))
+    problems.extend(k3s_flags.check(cfg, stage=False))
     seen_ns: dict[str, str] = {}
     for name, svc in cfg.services.items():
         ns = svc.namespace or name
@@ -280,8 +330,39 @@ def cross_check(cfg: PalplatPillar) -> list[PillarProblem]:
                 )
             )
         seen_ns[ns] = name
+    problems.extend(platform_checks.check(cfg))
+    problems.extend(service_checks.check(cfg))
     problems.extend(_firewall_problems(cfg))
+    problems.extend(_gpu_problems(cfg))
+    problems.extend(host_checks.check(cfg))
     return problems
+
+
+def _gpu_problems(cfg: PalplatPillar) -> list[PillarProblem]:
+    """``gpu:default_runtime`` and a ``default-runtime`` in ``k3s:config`` must agree."""
+    own = cfg.k3s.config.get("default-runtime")
+    if own is None:
+        return []
+    out: list[PillarProblem] = []
+    if cfg.gpu.default_runtime and own != RUNTIME_CLASS:
+        out.append(
+            PillarProblem(
+                f"{ROOT}:k3s:config:default-runtime",
+                f"contradicts palplat:gpu:default_runtime (which makes it '{RUNTIME_CLASS}' on "
+                "GPU nodes); remove one of them",
+                _found(own),
+            )
+        )
+    if own == RUNTIME_CLASS and cfg.gpu.enabled is False:
+        out.append(
+            PillarProblem(
+                f"{ROOT}:k3s:config:default-runtime",
+                "is nvidia while palplat:gpu:enabled is false: no pod could start on this node "
+                "without the NVIDIA runtime; enable the GPU stage or remove it",
+                _found(own),
+            )
+        )
+    return out
 
 
 def _firewall_problems(cfg: PalplatPillar) -> list[PillarProblem]:
@@ -320,15 +401,3 @@ def _firewall_problems(cfg: PalplatPillar) -> list[PillarProblem]:
 class _Needs:
     def __init__(self, needs: set[str]):
         self.needs = needs
-
-
-K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
-
-
-def kubeconfig_path(cfg: PalplatPillar) -> str:
-    """The kubeconfig every Kubernetes/Helm state uses: the pillar's, else k3s's own
-    (under ``palplat:k3s:root``, which is ``/`` outside tests)."""
-    if cfg.k3s.kubeconfig:
-        return cfg.k3s.kubeconfig
-    root = cfg.k3s.root or "/"
-    return K3S_KUBECONFIG if root == "/" else root.rstrip("/") + K3S_KUBECONFIG

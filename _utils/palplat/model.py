@@ -11,103 +11,43 @@ together with the field errors.
 
 from __future__ import annotations
 
-import ipaddress
 import re
+import urllib.parse
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    PlainValidator,
+from pydantic import AfterValidator, Field, PlainValidator
+
+from palplat.fields import (  # noqa: F401 - re-exported: palplat.model.DnsLabel, ...
+    DNS1123_LABEL,
+    Cidr,
+    DnsLabel,
+    Duration,
+    Interface,
+    Model,
+    Port,
+    Quantity,
+    SecretTree,
+    _cidr,
+    _dns_label,
+    _duration,
+    _interface,
+    _secret_tree,
+    _size,
+)
+from palplat.host.pillar import Host  # noqa: F401 - re-exported: palplat.model.Host
+from palplat.secret import Secret
+from palplat.services.pillar import (  # noqa: F401 - re-exported
+    Alert,
+    Backup,
+    Database,
+    Metrics,
+    Service,
+    ServiceDefaults,
+    Services,
 )
 
-from palplat import redact
-from palplat.secret import Secret, secretize
-
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def _dns_label(v: str) -> str:
-    if len(v) > 63 or not DNS1123_LABEL.match(v):
-        raise ValueError(
-            "must be a DNS-1123 label: at most 63 lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit (e.g. 'pal-e-docs')"
-        )
-    return v
-
-
-def _cidr(v: str) -> str:
-    try:
-        net = ipaddress.ip_network(v, strict=True)
-    except ValueError as exc:
-        try:
-            fixed = ipaddress.ip_network(v, strict=False)
-        except ValueError:
-            raise ValueError(
-                f"is not an IP network in CIDR form ({exc}); write e.g. 192.168.1.0/24"
-            ) from None
-        raise ValueError(f"has host bits set; did you mean {fixed}?") from None
-    return str(net)
-
-
-def _interface(v: str) -> str:
-    if not re.match(r"^[A-Za-z0-9_.:+-]{1,15}\*?$", v):
-        raise ValueError("is not a network interface name (at most 15 characters, e.g. tailscale0)")
-    return v
-
-
-def _size(v: str) -> str:
-    if not re.match(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?$", v):
-        raise ValueError("is not a Kubernetes quantity (e.g. 5Gi)")
-    return v
-
-
-def _duration(v: str) -> str:
-    if not re.match(r"^([0-9]+(ms|s|m|h|d|w|y))+$", v):
-        raise ValueError("is not a duration (e.g. 30s, 5m, 168h, 14d)")
-    return v
-
-
-def _secret_tree(v: Any) -> Any:
-    if not isinstance(v, dict):
-        raise ValueError("must be a mapping of values (they are all treated as secrets)")
-    return secretize(v)
-
-
-DnsLabel = Annotated[str, AfterValidator(_dns_label)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-Cidr = Annotated[str, AfterValidator(_cidr)]
-Interface = Annotated[str, AfterValidator(_interface)]
-Quantity = Annotated[str, AfterValidator(_size)]
-Duration = Annotated[str, AfterValidator(_duration)]
-SecretTree = Annotated[
-    dict[str, Any],
-    BeforeValidator(_secret_tree),
-    PlainSerializer(lambda v: redact.mask(v)),
-]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=False, populate_by_name=True)
-
-
 # --------------------------------------------------------------------------- host
-
-
-class Host(Model):
-    """Host-level settings applied with Salt's own states."""
-
-    manage: bool = Field(
-        True,
-        description="Manage packages and timezone. The sandbox sets false so that nothing "
-        "outside its work directory changes.",
-    )
-    packages: list[str] = []
-    timezone: str | None = None
+# The host section lives in palplat.host.pillar (re-exported here).
 
 
 # ----------------------------------------------------------------------- firewall
@@ -310,6 +250,30 @@ class Chart(Model):
     version: str | None = Field(None, description="Chart version; required for repo and oci.")
 
 
+def _https_url(v: str) -> str:
+    u = urllib.parse.urlsplit(v)
+    host = u.hostname or ""
+    if u.scheme != "https" or "." not in host or u.username or u.query or u.fragment:
+        raise ValueError(
+            "must be an https URL on the tailnet, e.g. https://grafana.tail0000.ts.net"
+        )
+    _dns_label(host.split(".", 1)[0])
+    return v
+
+
+class Expose(Model):
+    """A release's web UI on the tailnet: palplat creates a Tailscale Ingress to the chart's
+    Service (and a blackbox Probe of the URL). See docs/platform.md."""
+
+    service: DnsLabel = Field(description="The chart's Service to expose (its rendered name).")
+    port: Port = Field(description="The Service port.")
+    url: Annotated[str, AfterValidator(_https_url)] = Field(
+        description="https://<machine>.<tailnet>: the Tailscale machine name is its first label."
+    )
+    funnel: bool = Field(False, description="Tailscale Funnel: reachable from the internet.")
+    probe: bool = Field(True, description="A blackbox Probe (http_2xx) of url.")
+
+
 class Release(Model):
     namespace: DnsLabel
     chart: Chart
@@ -325,6 +289,13 @@ class Release(Model):
     keep_pvcs: bool = Field(True, description="Keep PersistentVolumeClaims on uninstall.")
     create_namespace: bool = True
     release_name: DnsLabel | None = Field(None, description="Defaults to the map key.")
+    database: Database | None = Field(
+        None,
+        description="A CloudNativePG Cluster `<key>-db` palplat creates in the release's "
+        "namespace before the release; the chart reads the credentials from the Secret "
+        "CloudNativePG makes, `<key>-db-app` (see docs/platform.md).",
+    )
+    expose: Expose | None = None
 
 
 class HelmTool(Model):
@@ -345,11 +316,48 @@ class HelmTool(Model):
     path: str = "/usr/local/bin/helm"
 
 
+def _chart_url(v: str) -> str:
+    """A chart repository URL (http/https) or an OCI reference (oci://registry[/path])."""
+    u = urllib.parse.urlsplit(v)
+    if u.scheme not in ("http", "https", "oci") or not u.hostname:
+        raise ValueError(
+            "must be a chart repository URL (http:// or https://) or an OCI registry "
+            "prefix (oci://registry[/path])"
+        )
+    if u.username or u.password:
+        raise ValueError(
+            "must not hold credentials (they would reach helm's argv and the logs); set "
+            "registry credentials under palplat:k3s:registries:configs:<host>:auth"
+        )
+    if u.query or u.fragment:
+        raise ValueError("must not have a query or fragment")
+    return v
+
+
+def _mirrors(v: dict[str, str]) -> dict[str, str]:
+    for src, dst in v.items():
+        if (src.startswith("oci://")) != (dst.startswith("oci://")):
+            raise ValueError(
+                f"{src} -> {dst}: a repository URL needs an http(s) mirror and an oci:// "
+                "prefix an oci:// mirror"
+            )
+    return v
+
+
+ChartUrl = Annotated[str, AfterValidator(_chart_url)]
+
+
 class Platform(Model):
     helm: HelmTool = HelmTool()
     releases: dict[DnsLabel, Release] = {}
     history_max: Annotated[int, Field(ge=1, le=100)] = 5
     parallel: Annotated[int, Field(ge=1, le=16)] = 4
+    mirrors: Annotated[dict[ChartUrl, ChartUrl], AfterValidator(_mirrors)] = Field(
+        default_factory=dict,
+        description="Chart repository URL or OCI prefix (oci://registry[/path]) -> its "
+        "mirror; every helm call uses the mirror. Not part of the release fingerprint: "
+        "switching mirrors upgrades nothing.",
+    )
 
 
 # ----------------------------------------------------------------------------- gpu
@@ -367,79 +375,76 @@ class DevicePlugin(Model):
     )
     namespace: DnsLabel = "nvidia-device-plugin"
     time_slicing: TimeSlicing | None = None
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Chart values merged over palplat's (runtimeClassName nvidia, a node "
+        "selector on nvidia.com/gpu.present=true, the time-slicing config).",
+    )
+
+
+class ToolkitRepo(Model):
+    """NVIDIA's container-toolkit apt repository (Debian and Ubuntu)."""
+
+    url: str = Field(
+        "https://nvidia.github.io/libnvidia-container/stable/deb/{arch}",
+        description="Repository base ({arch}: the Debian architecture, e.g. amd64).",
+    )
+    key_url: str = Field(
+        "https://nvidia.github.io/libnvidia-container/gpgkey",
+        description="Signing key (http(s), file:// or salt://); installed only when its "
+        "fingerprint is key_fingerprint.",
+    )
+    key_fingerprint: Annotated[str, Field(pattern=r"^[0-9A-F]{40}$")] = Field(
+        "C95B321B61E88C1809C4F759DDCAE044F796ECB0",
+        description="Pinned fingerprint of the repository's signing key (primary key).",
+    )
+    keyring: str = "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg"
+    file: str = "/etc/apt/sources.list.d/nvidia-container-toolkit.list"
 
 
 class Gpu(Model):
     enabled: Annotated[
         Any,
         PlainValidator(_gpu_enabled, json_schema_input_type=Literal["auto"] | bool),
-        Field(description="auto: only where an NVIDIA device is present."),
+        Field(
+            description="auto: only on nodes where an NVIDIA display device is found (per "
+            "node). true: fail on a node without one. false: the GPU stage does nothing."
+        ),
     ] = "auto"
-    driver: Literal["nvidia-open", "nvidia"] = "nvidia-open"
-    container_toolkit: bool = True
+    driver: Literal["nvidia-open", "nvidia"] = Field(
+        "nvidia-open", description="Kernel module flavour: open (Turing and newer) or proprietary."
+    )
+    driver_branch: Annotated[str, Field(pattern=r"^[0-9]{3}(-server)?$")] = Field(
+        "580", description="Ubuntu's driver branch (nvidia-driver-<branch>[-open])."
+    )
+    debian_non_free: bool = Field(
+        True,
+        description="Debian: add the contrib, non-free and non-free-firmware components "
+        "(the driver packages live there) in a sources file of their own.",
+    )
+    debian_mirror: str = "http://deb.debian.org/debian"
+    container_toolkit: bool = Field(
+        True, description="Install nvidia-container-toolkit (false: it is provided otherwise)."
+    )
+    toolkit_repo: ToolkitRepo = ToolkitRepo()
+    default_runtime: bool = Field(
+        False,
+        description="Make nvidia k3s's default runtime on GPU nodes (default-runtime: nvidia in "
+        "a k3s config drop-in); pods then need no runtimeClassName.",
+    )
+    verify_timeout: Annotated[int, Field(ge=10, le=3600)] = Field(
+        300, description="Seconds to wait for each GPU node's nvidia.com/gpu allocatable."
+    )
     device_plugin: DevicePlugin = DevicePlugin()
-    root: str = Field("/", description="Filesystem root for device detection (tests).")
+    root: str = Field(
+        "/",
+        description="Filesystem root the GPU stage reads (sysfs, procfs, modules) and writes "
+        "(keyring, k3s drop-in) under; tests point it at a tmp dir.",
+    )
 
 
 # ------------------------------------------------------------------------ services
-
-
-class Backup(Model):
-    schedule: str = Field(description="Six-field cron (seconds first), as CloudNativePG wants.")
-    retention: Duration = "14d"
-
-
-class Database(Model):
-    instances: Annotated[int, Field(ge=1, le=9)] = 1
-    size: Quantity = "1Gi"
-    backup: Backup | None = None
-
-
-class Metrics(Model):
-    path: str = "/metrics"
-    port: Port | None = None
-    interval: Duration = "30s"
-
-
-class Alert(Model):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
-    expr: str = Field(min_length=1)
-    for_: Duration = Field("5m", alias="for")
-    severity: Literal["critical", "warning", "info"] = "warning"
-    summary: str | None = None
-
-
-class ServiceDefaults(Model):
-    registry: str | None = None
-    forge: str | None = None
-    deployments_repo: str | None = None
-    tailnet_domain: str | None = None
-
-
-class Service(Model):
-    repo: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")]
-    port: Port
-    namespace: DnsLabel | None = Field(None, description="Defaults to the service name.")
-    funnel: bool = False
-    database: Database | None = None
-    metrics: Metrics | None = None
-    alerts: list[Alert] = []
-    secrets: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Secret] = {}
-    enabled: bool = True
-
-
-class Services(Model):
-    """``services`` holds ``defaults`` plus one entry per service name."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-    __pydantic_extra__: dict[DnsLabel, Service] = Field(init=False)  # type: ignore[assignment]
-
-    defaults: ServiceDefaults = ServiceDefaults()
-
-    def items(self) -> list[tuple[str, Service]]:
-        return sorted((self.__pydantic_extra__ or {}).items())
-
+# The services section lives in palplat.services.pillar (re-exported here).
 
 # --------------------------------------------------------------------------- root
 

@@ -4,8 +4,25 @@
 # Editors can validate this file against schema/palplat.schema.json (key: palplat).
 palplat:
   host:
-    packages: [curl, jq, git, htop, nfs-utils]
+    packages: [curl, jq, git, htop, nfs-utils]    # Debian calls nfs-utils nfs-common
     timezone: America/Los_Angeles
+    # The host stage (docs/host.md; palplat additions, not in the seed platform): operator
+    # accounts that log in with keys only; sshd then takes no password and no root login,
+    # on firewall:management:ssh_port. k3s's kernel modules and sysctls, swap off, time sync,
+    # journald limits and unattended security updates are on by default.
+    users:
+      pal:
+        ssh_keys:
+          - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAII9tKpvm7L3if9tl6l4f16S3E0VMyCmL/yVTNj+p52wd pal@laptop
+        sudo: true
+    journald: {system_max_use: 2G}
+    # tailscaled on the host, joined with the key in /etc/palplat/tailscale-auth.key
+    # (0600; or host:tailscale:auth_key in secrets.sls): tailscale0 is the tailnet the
+    # firewall trusts and the 100.64.0.0/10 of management:allow_from.
+    tailscale:
+      enabled: true
+      version: 1.76.6
+      tags: [tag:k3s]
 
   firewall:
     # Management access is never blocked by a palplat change; a change that would cut the
@@ -38,8 +55,13 @@ palplat:
           auth: {username: robot$k3s}
 
   gpu:
-    enabled: auto            # auto: only where an NVIDIA device is present
-    driver: nvidia-open
+    # auto: the GPU stage acts only on nodes where an NVIDIA device is found (per node):
+    # driver and toolkit packages, k3s's nvidia runtime, the node label
+    # nvidia.com/gpu.present=true, the device plugin, and a check that the node offers
+    # devices x replicas nvidia.com/gpu. A new or changed driver stops the stage with
+    # "reboot required" until you reboot: palplat never reboots. See docs/gpu.md.
+    enabled: auto
+    driver: nvidia-open      # the open kernel module (Turing and newer); nvidia: proprietary
     container_toolkit: true
     device_plugin:
       chart: {repo: https://nvidia.github.io/k8s-device-plugin, name: nvidia-device-plugin, version: 0.20.0}
@@ -49,6 +71,13 @@ palplat:
     # k3s ships no helm: palplat installs this pinned, sha256-verified helm (palplat
     # addition; not in the seed platform).
     helm: {version: v3.22.0}
+    # The example's wiring (see docs/platform.md, which lists every difference from the
+    # seed platform): Loki stores in MinIO buckets the MinIO release creates; Forgejo,
+    # Woodpecker and Keycloak use CloudNativePG clusters palplat creates (`database`,
+    # credentials from the Secret CNPG makes: <key>-db-app); the web UIs are on the
+    # tailnet through Tailscale Funnel ingresses palplat creates (`expose`), each probed
+    # by the blackbox exporter; Grafana reads Loki; Prometheus picks up every
+    # ServiceMonitor, PodMonitor, PrometheusRule and Probe (services' included).
     releases:
       cnpg:
         namespace: cnpg-system
@@ -56,21 +85,65 @@ palplat:
       minio:
         namespace: minio
         chart: {repo: https://charts.min.io/, name: minio, version: 5.2.0}
-        values: {mode: standalone, persistence: {size: 200Gi}}
+        values:
+          mode: standalone
+          persistence: {size: 200Gi}
+          # made by the chart's post-install job: Loki's buckets and the one the
+          # services' database backups go to (services:defaults:object_store)
+          buckets:
+            - {name: loki-chunks, policy: none, purge: false}
+            - {name: loki-ruler, policy: none, purge: false}
+            - {name: cnpg-backups, policy: none, purge: false}
+          resources: {requests: {memory: 1Gi}}    # the chart asks for 16Gi
+          environment: {MINIO_BROWSER_REDIRECT_URL: "https://minio.tail0000.ts.net"}
+        expose: {service: minio-console, port: 9001, url: "https://minio.tail0000.ts.net", funnel: true}
       kube-prometheus-stack:
         namespace: monitoring
         chart: {repo: https://prometheus-community.github.io/helm-charts, name: kube-prometheus-stack, version: 65.1.0}
         values:
-          prometheus: {prometheusSpec: {retention: 15d}}
+          prometheus:
+            prometheusSpec:
+              retention: 15d
+              # every monitor, rule and probe in the cluster, not only this release's
+              serviceMonitorSelectorNilUsesHelmValues: false
+              podMonitorSelectorNilUsesHelmValues: false
+              ruleSelectorNilUsesHelmValues: false
+              probeSelectorNilUsesHelmValues: false
           alertmanager:
             config:
               route: {receiver: telegram}
               receivers: [{name: telegram, telegram_configs: [{chat_id: 123456789}]}]
+          grafana:
+            grafana.ini: {server: {root_url: "https://grafana.tail0000.ts.net"}}
+            additionalDataSources:
+              - {name: Loki, type: loki, access: proxy, url: "http://loki-gateway.monitoring.svc.cluster.local"}
+        expose: {service: kube-prometheus-stack-grafana, port: 80, url: "https://grafana.tail0000.ts.net", funnel: true}
       loki:
         namespace: monitoring
         needs: [minio]
         chart: {repo: https://grafana.github.io/helm-charts, name: loki, version: 6.16.0}
-        values: {loki: {limits_config: {retention_period: 168h}}}
+        values:
+          loki:
+            limits_config: {retention_period: 168h}
+            auth_enabled: false                     # one tenant
+            commonConfig: {replication_factor: 1}
+            compactor: {retention_enabled: true, delete_request_store: s3}   # applies retention_period
+            schemaConfig:
+              configs:
+                - {from: "2024-04-01", store: tsdb, object_store: s3, schema: v13, index: {prefix: loki_index_, period: 24h}}
+            storage:
+              type: s3
+              bucketNames: {chunks: loki-chunks, ruler: loki-ruler}
+              s3: {endpoint: "http://minio.minio.svc.cluster.local:9000", s3ForcePathStyle: true, insecure: true}
+              # accessKeyId/secretAccessKey: secrets.sls (MinIO's root credentials)
+            configStorageType: Secret               # the config holds the S3 keys
+          deploymentMode: SingleBinary              # one host: no read/write/backend split
+          singleBinary: {replicas: 1}
+          read: {replicas: 0}
+          write: {replicas: 0}
+          backend: {replicas: 0}
+          chunksCache: {enabled: false}
+          resultsCache: {enabled: false}
       promtail:
         namespace: monitoring
         needs: [loki]
@@ -86,35 +159,101 @@ palplat:
         namespace: forgejo
         needs: [cnpg]
         chart: {oci: oci://code.forgejo.org/forgejo-helm/forgejo, version: 10.0.0}
+        database: {instances: 1, size: 10Gi}
+        values:
+          postgresql-ha: {enabled: false}           # the CNPG cluster instead
+          redis-cluster: {enabled: false}
+          gitea:
+            config:
+              server: {DOMAIN: forgejo.tail0000.ts.net, ROOT_URL: "https://forgejo.tail0000.ts.net/"}
+              database: {DB_TYPE: postgres, HOST: "forgejo-db-rw:5432", NAME: app, SSL_MODE: require}
+              cache: {ADAPTER: memory}
+              session: {PROVIDER: db}
+              queue: {TYPE: level}
+            additionalConfigFromEnvs:
+              - {name: FORGEJO__DATABASE__USER, valueFrom: {secretKeyRef: {name: forgejo-db-app, key: username}}}
+              - {name: FORGEJO__DATABASE__PASSWD, valueFrom: {secretKeyRef: {name: forgejo-db-app, key: password}}}
+        expose: {service: forgejo-http, port: 3000, url: "https://forgejo.tail0000.ts.net", funnel: true}
       woodpecker:
         namespace: woodpecker
         needs: [forgejo, cnpg]
         chart: {oci: oci://ghcr.io/woodpecker-ci/helm/woodpecker, version: 1.6.2}
+        database: {instances: 1, size: 5Gi}
+        values:
+          server:
+            env:
+              WOODPECKER_HOST: "https://woodpecker.tail0000.ts.net"
+              WOODPECKER_FORGEJO: "true"
+              WOODPECKER_FORGEJO_URL: "https://forgejo.tail0000.ts.net"
+              WOODPECKER_DATABASE_DRIVER: postgres
+              # the connection URI from the Secret CNPG makes, mounted below
+              WOODPECKER_DATABASE_DATASOURCE_FILE: /etc/woodpecker/database/uri
+            extraVolumes: [{name: database, secret: {secretName: woodpecker-db-app}}]
+            extraVolumeMounts: [{name: database, mountPath: /etc/woodpecker/database, readOnly: true}]
+        expose: {service: woodpecker-server, port: 80, url: "https://woodpecker.tail0000.ts.net", funnel: true}
       harbor:
         namespace: harbor
         chart: {repo: https://helm.goharbor.io, name: harbor, version: 1.15.1}
+        values:
+          expose: {type: clusterIP, tls: {enabled: false}}    # TLS ends at the Tailscale ingress
+          externalURL: "https://harbor.tail0000.ts.net"
+        expose: {service: harbor, port: 80, url: "https://harbor.tail0000.ts.net", funnel: true}
       keycloak:
         namespace: keycloak
         needs: [cnpg]
         chart: {repo: https://codecentric.github.io/helm-charts, name: keycloakx, version: 2.5.1}
+        database: {instances: 1, size: 2Gi}
+        values:
+          command: [/opt/keycloak/bin/kc.sh, start, --http-port=8080, --hostname-strict=false]
+          database: {vendor: postgres, hostname: keycloak-db-rw, port: 5432, database: app, existingSecret: keycloak-db-app, existingSecretKey: password}
+          extraEnv: |
+            - name: KC_DB_USERNAME
+              valueFrom: {secretKeyRef: {name: keycloak-db-app, key: username}}
+            - name: KC_HOSTNAME
+              value: https://keycloak.tail0000.ts.net
+        expose: {service: keycloak-keycloakx-http, port: 80, url: "https://keycloak.tail0000.ts.net", funnel: true}
       argocd:
         namespace: argocd
         chart: {repo: https://argoproj.github.io/argo-helm, name: argo-cd, version: 7.6.8}
+        values:
+          configs:
+            repositories:   # the GitOps repository of the services (password: secrets.sls)
+              deployments: {url: "https://forgejo.tail0000.ts.net/pal-e/pal-e-deployments.git", type: git, name: pal-e-deployments, username: argocd}
       argocd-image-updater:
         namespace: argocd
         needs: [argocd, harbor]
         chart: {repo: https://argoproj.github.io/argo-helm, name: argocd-image-updater, version: 0.11.0}
+        values:
+          config:
+            registries:     # credentials per Application (the services' pull-secret annotation)
+              - {name: Harbor, prefix: harbor.tail0000.ts.net, api_url: "https://harbor.tail0000.ts.net", ping: true, default: true}
       ollama:
         namespace: ollama
         needs: [nvidia-device-plugin]
         chart: {repo: https://otwld.github.io/ollama-helm/, name: ollama, version: 0.63.0}
-        values: {ollama: {gpu: {enabled: true, number: 1}, models: {pull: [qwen3-embedding:4b]}}}
+        # GPU workloads: the nvidia runtime class and the GPU node label (set by the GPU stage)
+        values:
+          ollama: {gpu: {enabled: true, number: 1}, models: [qwen3-embedding:4b]}   # 0.63.0: a list
+          runtimeClassName: nvidia
+          nodeSelector: {nvidia.com/gpu.present: "true"}
 
+  # One entry per service; `salt-call state.apply palplat.service` gives each a namespace
+  # (quota, limits, default-deny NetworkPolicies), a Harbor project with a push and a pull
+  # robot, its repository activated in Woodpecker with the registry secrets, an Argo CD
+  # Application (automated sync, image updater), a Tailscale Funnel ingress (funnel),
+  # a ServiceMonitor (metrics), alerts, a blackbox probe (funnel), an optional CloudNativePG
+  # database with backups, and its `secrets` as one Secret. See docs/services.md.
   services:
     defaults:
       registry: harbor.tail0000.ts.net
       forge: https://forgejo.tail0000.ts.net
       deployments_repo: https://forgejo.tail0000.ts.net/pal-e/pal-e-deployments.git
+      deployments_credentials: {username: argocd}       # password: secrets.sls
+      overlay: "overlays/{service}"                      # kustomize overlay per service
+      tailnet_domain: tail0000.ts.net                    # funnel host: <name>.<tailnet_domain>
+      harbor: {url: https://harbor.tail0000.ts.net, username: admin}       # password: secrets.sls
+      woodpecker: {url: https://woodpecker.tail0000.ts.net}                # token: secrets.sls
+      object_store: {endpoint: "http://minio.minio.svc:9000", bucket: cnpg-backups, release: minio}
     pal-e-docs:
       repo: pal-e/pal-e-docs
       port: 8000

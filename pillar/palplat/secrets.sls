@@ -13,23 +13,43 @@ palplat:
   platform:
     releases:
       minio:
-        secret_values: {rootUser: CHANGE-ME-minio-user, rootPassword: CHANGE-ME-minio-password}
+        secret_values: {rootUser: &minio_user CHANGE-ME-minio-user, rootPassword: &minio_password CHANGE-ME-minio-password}
+      loki:
+        # Loki reads and writes its MinIO buckets with MinIO's root credentials (the same
+        # two values: YAML aliases, so each is encrypted once)
+        secret_values: {loki: {storage: {s3: {accessKeyId: *minio_user, secretAccessKey: *minio_password}}}}
       kube-prometheus-stack:
         secret_values:
           alertmanager:
             config:
-              receivers:
+              receivers:    # helm replaces lists: the receiver here repeats chat_id
                 - name: telegram
-                  telegram_configs: [{bot_token: CHANGE-ME-telegram-bot-token}]
+                  telegram_configs: [{chat_id: 123456789, bot_token: CHANGE-ME-telegram-bot-token}]
+          grafana: {adminPassword: CHANGE-ME-grafana-admin}
       tailscale-operator:
         secret_values: {oauth: {clientId: CHANGE-ME-ts-client-id, clientSecret: CHANGE-ME-ts-client-secret}}
+      forgejo:
+        secret_values: {gitea: {admin: {password: CHANGE-ME-forgejo-admin}}}
       woodpecker:
         secret_values:
           server:
-            env: {WOODPECKER_FORGEJO_SECRET: CHANGE-ME-forgejo-secret, WOODPECKER_AGENT_SECRET: CHANGE-ME-agent-secret}
+            env:
+              WOODPECKER_FORGEJO_CLIENT: CHANGE-ME-forgejo-client
+              WOODPECKER_FORGEJO_SECRET: CHANGE-ME-forgejo-secret
+              WOODPECKER_AGENT_SECRET: &agent_secret CHANGE-ME-agent-secret
+          agent: {env: {WOODPECKER_AGENT_SECRET: *agent_secret}}
       harbor:
         secret_values: {harborAdminPassword: CHANGE-ME-harbor-admin, secretKey: CHANGE-ME-harbor-key16}
+      argocd:
+        # Forgejo token of Argo CD for the deployments repository (the same token as
+        # services:defaults:deployments_credentials:password)
+        secret_values: {configs: {repositories: {deployments: {password: CHANGE-ME-forgejo-argocd-token}}}}
   services:
+    defaults:
+      harbor: {password: CHANGE-ME-harbor-admin}
+      woodpecker: {token: CHANGE-ME-woodpecker-token}
+      deployments_credentials: {password: CHANGE-ME-forgejo-argocd-token}
+      object_store: {access_key: CHANGE-ME-minio-backup-user, secret_key: CHANGE-ME-minio-backup-key}
     basketball-api:
       secrets: {KEYCLOAK_CLIENT_SECRET: CHANGE-ME-keycloak-client}
     westsidekingsandqueens:

@@ -58,7 +58,7 @@ def pillar_dir(tmp_path_factory, gpg):
               k3s: {mode: external, kubeconfig: /nonexistent/kubeconfig}
               gpu: {enabled: false}
               services:
-                demo: {repo: pal-e/demo, port: 8080}
+                demo: {repo: pal-e/demo, port: 8080, enabled: false}
             """
         )
     )
