@@ -56,10 +56,11 @@ def build_image(timeout: float = 3600) -> tuple[Path, float]:
 def missing_requirements() -> str | None:
     if os.geteuid() != 0:
         return "needs root"
-    for tool in ("systemd-nspawn", "debootstrap", "nsenter", "ip"):
+    for tool in ("systemd-nspawn", "debootstrap", "nsenter", "ip", "ssh", "ssh-keygen"):
         if not shutil.which(tool):
             return (
-                f"needs {tool} (apt-get install systemd-container debootstrap util-linux iproute2)"
+                f"needs {tool} (apt-get install systemd-container debootstrap util-linux "
+                "iproute2 openssh-client)"
             )
     return None
 

@@ -496,6 +496,11 @@ def down(work: Path) -> int:
         say("stopped the control plane")
     except Exception as exc:  # noqa: BLE001
         say(f"control plane: {exc}")
+    if (work / "gpgkeys").is_dir() and shutil.which("gpgconf"):  # the agent gpg started
+        subprocess.run(
+            ["gpgconf", "--homedir", str(work / "gpgkeys"), "--kill", "gpg-agent"],
+            capture_output=True, check=False,
+        )  # fmt: skip
     if os.geteuid() == 0 and shutil.which("ip"):
         subprocess.run(["ip", "netns", "del", NETNS], capture_output=True, check=False)
     return 0
