@@ -15,6 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
+import kubernetes
 import pytest
 import yaml
 
@@ -246,7 +247,7 @@ def test_status_healthy_then_a_release_broken_on_purpose(applied, kube_api):
     assert ret.returncode == 0, ret.stdout
     rels = {r["release"]: r for r in ret.data["status"]["releases"]}
     assert rels["greeter"]["status"] == "deployed" and rels["greeter"]["drift"] == "none"
-    kube_api.CoreV1Api().delete_namespaced_config_map("greeter-config", NS)
+    kubernetes.client.CoreV1Api(kube_api).delete_namespaced_config_map("greeter-config", NS)
     ret = (
         applied["master"]
         .salt_run_cli(timeout=300)
