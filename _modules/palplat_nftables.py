@@ -83,7 +83,7 @@ def pending():
 def confirm():
     """
     Confirm the last firewall change: cancel its automatic rollback and write the
-    boot-time config. A successful ``palplat.full`` orchestration calls it at its end.
+    boot-time config. ``palplat.full`` calls it right after the firewall stage.
     Fails when the change was already rolled back.
 
     CLI Example:

@@ -1,7 +1,8 @@
 {#- Firewall stage: palplat's nftables table from palplat:firewall (+ the k3s role's ports).
     One nft transaction replaces only palplat's table; changes that narrow access to the
     management ports roll back unless confirmed (palplat_nftables.confirm, which
-    palplat.full runs at its end). palplat:firewall:enabled: false leaves nftables alone. -#}
+    palplat.full runs right after this stage). palplat:firewall:enabled: false leaves
+    nftables alone. -#}
 
 palplat-firewall-valid:
   palplat_config.validated

@@ -38,14 +38,21 @@ palplat-{{ stage }}:
 {%- endif %}
     - failhard: True
     - require:
-      - salt: palplat-{{ 'validate' if loop.first else stages[loop.index0 - 1] }}
-{%- endfor %}
+{%- set prev = 'validate' if loop.first else stages[loop.index0 - 1] %}
+      - salt: palplat-{{ 'firewall-confirm' if prev == 'firewall' else prev }}
+{%- if stage == 'firewall' %}
 
-{#- A successful run confirms firewall changes that were applied commit-confirmed. #}
+{#- The master still commands the minion after the firewall change: keep it (cancel the
+    commit-confirmed rollback) before the long stages, so a platform install that takes
+    longer than firewall:confirm_seconds cannot roll the firewall back mid-run. #}
 palplat-firewall-confirm:
   salt.function:
     - name: palplat_nftables.confirm
     - tgt: '{{ tgt }}'
     - tgt_type: {{ tgt_type }}
+    - failhard: True
     - require:
-      - salt: palplat-service
+      - salt: palplat-firewall
+{%- endif %}
+{%- endfor %}
+
