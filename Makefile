@@ -9,7 +9,7 @@ SANDBOX_DIR ?= .sandbox
 PYTEST_ARGS ?=
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: all venv testbin test lint sandbox sandbox-down schema encrypt clean help
+.PHONY: all venv testbin test test-machine lint sandbox sandbox-down schema encrypt clean help
 
 all: help
 
@@ -32,8 +32,14 @@ venv: $(VENV)/.installed
 testbin:
 	tools/build-testbin
 
+# The booted Debian machine tests (marker `machine`, tests/functional/test_machine.py) run
+# with `make test-machine`; they are not yet verified on a quiet machine, so the default
+# suite leaves them out until they are.
 test: venv testbin
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not machine" $(PYTEST_ARGS)
+
+test-machine: venv testbin
+	$(PY) -m pytest -m machine $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -155,6 +155,9 @@ EOF
   unit salt-master control-group
   unit salt-minion process
   systemctl enable salt-master.service salt-minion.service >/dev/null 2>&1
+  # daemons already running (a box made from the test image boots them) take the new config
+  systemctl daemon-reload >/dev/null 2>&1 || true
+  systemctl try-restart salt-master.service salt-minion.service >/dev/null 2>&1 || true
 }
 
 phase_pillar() {
@@ -204,7 +207,7 @@ EOF
 wait_minion() {
   local id i
   for i in $(seq 1 90); do
-    if salt --out=json --static -t 5 '*' test.ping 2>/dev/null | grep -q true; then return 0; fi
+    if salt --out=json --static -t 30 '*' test.ping 2>/dev/null | grep -q true; then return 0; fi
     sleep 2
   done
   say "the minion did not answer the master: see journalctl -u salt-minion -u salt-master"
