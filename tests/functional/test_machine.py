@@ -108,8 +108,6 @@ def pillar(m, key, **over) -> dict:
         },
         "firewall": {
             "management": {"ssh_port": 22, "allow_from": [f"{m.host_ip}/32"]},
-            # palplat.full confirms after its last stage: the window must cover the run
-            "confirm_seconds": 900,
         },
         "k3s": {
             "version": K3S,
