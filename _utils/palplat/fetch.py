@@ -70,3 +70,14 @@ def fetch(url: str, dest: Path, fetch_salt: FetchSalt | None = None, timeout: fl
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
         raise SourceError(f"cannot download {url}: {reason}") from None
+
+
+def source_url(template: str, version: str | None) -> str:
+    """A download URL from a pillar template with ``{version}`` and ``{arch}`` (the
+    version quoted for http(s), e.g. k3s's ``+``)."""
+    import urllib.parse
+
+    version = version or ""
+    if template.startswith(("http://", "https://")):
+        version = urllib.parse.quote(version, safe="")
+    return template.replace("{version}", version).replace("{arch}", arch())

@@ -13,14 +13,21 @@ import contextlib
 import shutil
 import tarfile
 import tempfile
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from palplat import proc
 from palplat.errors import PalplatError
-from palplat.fetch import ChecksumError, FetchSalt, SourceError, arch, fetch, sha256_file
+from palplat.fetch import (
+    ChecksumError,
+    FetchSalt,
+    SourceError,
+    arch,
+    fetch,
+    sha256_file,
+    source_url,
+)
 from palplat.model import HelmTool, PalplatPillar
 
 P = "palplat:platform:helm"
@@ -40,10 +47,7 @@ def installed_version(path: str | Path) -> str | None:
 
 
 def archive_url(h: HelmTool) -> str:
-    version = h.version or ""
-    if h.url.startswith(("http://", "https://")):
-        version = urllib.parse.quote(version, safe="")
-    return h.url.replace("{version}", version).replace("{arch}", arch())
+    return source_url(h.url, h.version)
 
 
 @dataclass

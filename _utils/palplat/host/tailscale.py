@@ -21,14 +21,13 @@ import json
 import os
 import tarfile
 import tempfile
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from palplat import proc
 from palplat.errors import PalplatError
-from palplat.fetch import ChecksumError, FetchSalt, SourceError, arch, fetch, sha256_file
+from palplat.fetch import ChecksumError, FetchSalt, SourceError, fetch, sha256_file, source_url
 from palplat.host.pillar import Tailscale
 
 P = "palplat:host:tailscale"
@@ -75,10 +74,7 @@ def installed_version(path: str | Path = TAILSCALED, run=proc.run) -> str | None
 
 
 def archive_url(ts: Tailscale) -> str:
-    version = ts.version or ""
-    if ts.url.startswith(("http://", "https://")):
-        version = urllib.parse.quote(version, safe="")
-    return ts.url.replace("{version}", version).replace("{arch}", arch())
+    return source_url(ts.url, ts.version)
 
 
 @dataclass
