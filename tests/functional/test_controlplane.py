@@ -533,10 +533,16 @@ def test_kwok_pods_run_and_helm_wait_returns(kwok_control_plane, helm_bin, tmp_p
         env=env,
         timeout=180,
     )
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    with config.new_client_from_config(config_file=str(cp.kubeconfig)) as api:
-        deploy = client.AppsV1Api(api).read_namespaced_deployment("web", "default")
-        assert deploy.status.available_replicas == 2
-        pods = client.CoreV1Api(api).list_namespaced_pod("default", label_selector="app=web")
-        assert {p.status.phase for p in pods.items} == {"Running"}
-        assert {p.spec.node_name for p in pods.items} == {"kwok-node-0"}
+    try:
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        with config.new_client_from_config(config_file=str(cp.kubeconfig)) as api:
+            deploy = client.AppsV1Api(api).read_namespaced_deployment("web", "default")
+            assert deploy.status.available_replicas == 2
+            pods = client.CoreV1Api(api).list_namespaced_pod("default", label_selector="app=web")
+            assert {p.status.phase for p in pods.items} == {"Running"}
+            assert {p.spec.node_name for p in pods.items} == {"kwok-node-0"}
+    finally:  # the kwok control plane is shared: leave no release behind
+        subprocess.run(
+            [helm_bin, "uninstall", "web", "-n", "default", "--wait"],
+            capture_output=True, env=env, timeout=120,
+        )  # fmt: skip

@@ -207,6 +207,21 @@ def make_node(kube_api, name: str, gpus: int | None = None) -> None:
         set_allocatable(kube_api, name, gpus)
 
 
+@pytest.fixture
+def gpu_node(kube_api):
+    """A Node object named gpu-<random>, deleted afterwards: the control plane is shared by
+    the whole session, and a node left behind shows up NotReady in every later status."""
+    from kubernetes import client
+
+    name = f"gpu-{uuid.uuid4().hex[:6]}"
+    make_node(kube_api, name)
+    yield name
+    try:
+        client.CoreV1Api(kube_api).delete_node(name)
+    except client.ApiException:
+        pass
+
+
 def set_allocatable(kube_api, name: str, n: int) -> None:
     """What the kubelet reports once the device plugin registered its devices."""
     from kubernetes import client
@@ -283,14 +298,13 @@ def cp_pillar(m, kubeconfig, node, ns, **gpu):
 @pytest.mark.salt
 @pytest.mark.controlplane
 @pytest.mark.helm
-def test_chain_against_the_api_server(cp_minion, kube_api, kubeconfig, namespace):
+def test_chain_against_the_api_server(cp_minion, kube_api, kubeconfig, namespace, gpu_node):
     from kubernetes import client
 
     if not CHART.exists():
         pytest.skip(f"{CHART} is absent (shared/reference/charts)")
     m = cp_minion
-    node = f"gpu-{uuid.uuid4().hex[:6]}"
-    make_node(kube_api, node)
+    node = gpu_node
     trees.tiny_tree(m.node, gpus=2)
     trees.toolkit(m.node)
     m.set_pillar(cp_pillar(m, kubeconfig, node, namespace))
@@ -377,7 +391,9 @@ def test_chain_against_the_api_server(cp_minion, kube_api, kubeconfig, namespace
 @pytest.mark.salt
 @pytest.mark.controlplane
 @pytest.mark.helm
-def test_gpu_sls_plan_on_a_gpu_node(cp_minion, kube_api, kubeconfig, namespace, signing_key):
+def test_gpu_sls_plan_on_a_gpu_node(
+    cp_minion, kube_api, kubeconfig, namespace, signing_key, gpu_node
+):
     """state.sls palplat.gpu test=True: every state plans (result None) through the
     requisite chain, with real apt and the real API server, and nothing changes."""
     from kubernetes import client
@@ -385,8 +401,7 @@ def test_gpu_sls_plan_on_a_gpu_node(cp_minion, kube_api, kubeconfig, namespace, 
     if not _debian12(cp_minion.loaders.grains) or not CHART.exists():
         pytest.skip("needs Debian 12 (real apt) and shared/reference/charts")
     m = cp_minion
-    node = f"gpu-{uuid.uuid4().hex[:6]}"
-    make_node(kube_api, node)
+    node = gpu_node
     trees.tiny_tree(m.node)
     url, fpr = signing_key
     m.set_pillar(

@@ -160,7 +160,9 @@ def test_whole_platform_installs_from_the_real_charts(installed):
     assert set(res["changes"]) == RELEASES | {"objects:databases", "objects:access"}
     assert {v["action"] for k, v in res["changes"].items() if k in RELEASES} == {"install"}
     listed = installed.helm_list()
-    assert {n: r["status"] for n, r in listed.items()} == dict.fromkeys(RELEASES, "deployed")
+    # the kwok control plane is shared with other tests: look at this platform's releases
+    mine = {n: r["status"] for n, r in listed.items() if n in RELEASES}
+    assert mine == dict.fromkeys(RELEASES, "deployed")
     no_secret(res)
 
 
