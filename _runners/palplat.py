@@ -85,10 +85,28 @@ def validate(minion=None, sls=None):
 
 
 def _cmd(tgt, tgt_type, timeout):
+    """``cmd(fun, arg, kwarg) -> {minion: return}`` over Salt's LocalClient, as
+    ``LocalClient.cmd`` with two differences: ``timeout`` keeps Salt's meaning (how long to
+    wait before asking the minions whether they still run the job; a minion still running
+    it is waited for), and a minion whose return event this process missed (the return
+    reached the master's job cache, the event did not reach us: seen with two minions
+    returning at once) is read from the job cache instead of counting as no answer."""
     client = salt.client.get_local_client(mopts=__opts__)
 
     def cmd(fun, arg=(), kwarg=None):
-        return client.cmd(tgt, fun, arg=list(arg), kwarg=kwarg, tgt_type=tgt_type, timeout=timeout)
+        pub = client.run_job(
+            tgt, fun, list(arg), tgt_type, timeout=timeout, kwarg=kwarg, listen=True
+        )
+        if not pub:
+            return {}
+        out = {}
+        for got in client.get_cli_event_returns(pub["jid"], pub["minions"], timeout, tgt, tgt_type):
+            for mid, data in (got or {}).items():
+                out[mid] = data.get("ret", {})
+        if set(pub["minions"]) - set(out):
+            for mid, data in client.get_cache_returns(pub["jid"]).items():
+                out.setdefault(mid, data.get("ret"))
+        return out
 
     return cmd
 
@@ -109,7 +127,7 @@ def _out(text, data, code, path=None):
 
 
 @loaderkit.translate
-def plan(tgt=TARGET, tgt_type="compound", timeout=900, path=None, pillarenv=None):
+def plan(tgt=TARGET, tgt_type="compound", timeout=30, path=None, pillarenv=None):
     """
     The pull-request plan: ``palplat.full`` in test mode across the targeted minions
     (validation really runs), as Markdown for a pull-request comment (``--out=json`` for
@@ -142,7 +160,7 @@ def plan(tgt=TARGET, tgt_type="compound", timeout=900, path=None, pillarenv=None
 
 
 @loaderkit.translate
-def drift(tgt=TARGET, tgt_type="compound", timeout=900):
+def drift(tgt=TARGET, tgt_type="compound", timeout=30):
     """
     Plan, and fire ``palplat/drift`` on the master's event bus with the summary when
     anything differs from the pillar (``palplat/drift/error`` when the plan failed). For a
@@ -177,7 +195,7 @@ def drift(tgt=TARGET, tgt_type="compound", timeout=900):
 
 
 @loaderkit.translate
-def status(tgt=TARGET, tgt_type="compound", timeout=300, markdown=False):
+def status(tgt=TARGET, tgt_type="compound", timeout=30, markdown=False):
     """
     The platform's status: nodes (role, k3s version, Ready), firewall (applied, pending
     confirmation), GPUs, each release (chart, revision, status, drift) and each service.
