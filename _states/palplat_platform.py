@@ -8,7 +8,7 @@ returns the releases' manifest-level diffs and the objects' field diffs. See
 docs/platform.md.
 """
 
-from palplat import loaderkit
+from palplat import config, loaderkit
 from palplat.platform import converge as platform
 
 
@@ -43,6 +43,8 @@ def converged(name="palplat-platform"):
     releases that use them, and the Tailscale ingresses and Probes of ``expose`` after."""
     e = _env()
     cfg = e.config()
+    if not config.holds_the_cluster(cfg):
+        return loaderkit.state_ret(name, {}, True, config.CLUSTER_STAGE_ELSEWHERE)
     with e.helm_context(cfg) as ctx:
         res = platform.converge(cfg, ctx, test=e.test)
     if res["errors"]:

@@ -18,7 +18,7 @@ that fails (Harbor down, Woodpecker 401, ...) fails the state naming exactly wha
 service by service and part by part; the rest still converges, and a re-run finishes it.
 """
 
-from palplat import loaderkit
+from palplat import config, loaderkit
 from palplat.services import api
 
 __virtualname__ = "palplat_service"
@@ -47,6 +47,8 @@ def onboarded(name="palplat-services", services=None, kubeconfig=None):
     """
     e = _env()
     cfg = e.config()
+    if not kubeconfig and not config.holds_the_cluster(cfg):
+        return loaderkit.state_ret(name, {}, True, config.CLUSTER_STAGE_ELSEWHERE)
     only = [str(s) for s in services] if services else None
     k = e.kube(kubeconfig, cfg=cfg)
     out, problems = api.run(cfg, k, dry_run=e.test, only=only, progress=e.progress("service"))

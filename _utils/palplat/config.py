@@ -20,7 +20,9 @@ from palplat import redact
 from palplat.errors import PillarError, PillarProblem
 from palplat.host import checks as host_checks
 from palplat.k3s import flags as k3s_flags
+from palplat.k3s.layout import CLUSTER_STAGE_ELSEWHERE as CLUSTER_STAGE_ELSEWHERE  # re-exported
 from palplat.k3s.layout import K3S_KUBECONFIG as K3S_KUBECONFIG  # re-exported
+from palplat.k3s.layout import holds_the_cluster as holds_the_cluster  # re-exported
 from palplat.k3s.layout import kubeconfig_path as kubeconfig_path  # re-exported
 from palplat.model import PalplatPillar, Release, Service, Services
 from palplat.platform import checks as platform_checks

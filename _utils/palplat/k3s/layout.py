@@ -22,6 +22,21 @@ def kubeconfig_path(cfg: PalplatPillar) -> str:
     return K3S_KUBECONFIG if root == "/" else root.rstrip("/") + K3S_KUBECONFIG
 
 
+def holds_the_cluster(cfg: PalplatPillar) -> bool:
+    """Whether this minion runs the cluster-wide stages (platform releases, services): an
+    external cluster's minion, or the first server (a server that joins none). Agents have
+    no admin kubeconfig, and further servers leave the cluster-wide work to the first, so
+    one ``salt.state`` across the cluster converges each release once."""
+    k = cfg.k3s
+    return k.mode == "external" or (k.role == "server" and not k.server_url)
+
+
+CLUSTER_STAGE_ELSEWHERE = (
+    "nothing to do on this node: the cluster-wide stages run on the first server "
+    "(the k3s server that joins none) or on the minion of an external cluster"
+)
+
+
 def rooted(root: str, path: str) -> Path:
     return Path(root) / path.lstrip("/") if root not in ("", "/") else Path(path)
 

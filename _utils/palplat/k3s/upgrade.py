@@ -26,7 +26,7 @@ from typing import Any
 from palplat import redact
 from palplat.errors import InputError, PalplatError, WaitTimeout
 from palplat.k3s.install import installed_version, parse_version
-from palplat.k3s.layout import node_name, paths, service_manager, unit_name
+from palplat.k3s.layout import holds_the_cluster, node_name, paths, service_manager, unit_name
 from palplat.kube import KubeError, NotFound
 from palplat.model import PalplatPillar
 
@@ -49,6 +49,7 @@ def status(cfg: PalplatPillar) -> dict:
         "desired": k.version,
         "active": sm.is_active(unit_name(k)) if k.mode == "install" else None,
         "kubeconfig": str(p.kubeconfig) if k.role == "server" else None,
+        "holds_cluster": holds_the_cluster(cfg),
     }
 
 

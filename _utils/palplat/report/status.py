@@ -91,8 +91,11 @@ def build(answers: Mapping[str, Any], expected: list[str]) -> Status:
             continue
         _k3s(st, minion, got, seen_nodes)
         _firewall(st, minion, got)
-        _releases(st, minion, got)
         _optional(st, minion, got, "palplat_nvidia.status", "gpu")
+        k3s = got.get("palplat_k3s.status")
+        if isinstance(k3s, Mapping) and k3s.get("holds_cluster") is False:
+            continue  # an agent or a further server: the cluster-wide rows come from the first
+        _releases(st, minion, got)
         _optional(st, minion, got, "palplat_service.status", "services")
     return st
 
