@@ -91,7 +91,7 @@ def build(answers: Mapping[str, Any], expected: list[str]) -> Status:
             continue
         _k3s(st, minion, got, seen_nodes)
         _firewall(st, minion, got)
-        _optional(st, minion, got, "palplat_nvidia.status", "gpu")
+        _gpu(st, minion, got)
         k3s = got.get("palplat_k3s.status")
         if isinstance(k3s, Mapping) and k3s.get("holds_cluster") is False:
             continue  # an agent or a further server: the cluster-wide rows come from the first
@@ -173,6 +173,33 @@ def _releases(st: Status, minion: str, got: Mapping) -> None:
             st.degraded.append(f"release {key}: {row['status']}, {row['drift']}")
 
 
+def _gpu(st: Status, minion: str, got: Mapping) -> None:
+    """One row per NVIDIA device the node has (none on a node without one); degraded when
+    the node has devices and the cluster sees no ``nvidia.com/gpu`` allocatable."""
+    ret = got.get("palplat_nvidia.status")
+    if ret is None or _missing(ret):
+        return
+    err = _failed(ret)
+    if err or not isinstance(ret, Mapping):
+        st.errors.append(f"{minion}: palplat_nvidia.status: {err or ret}")
+        return
+    gpus = ret.get("gpus") or []
+    for g in gpus:
+        st.sections["gpu"].append(
+            {
+                "node": ret.get("node"),
+                "bus id": g.get("bus_id"),
+                "model": g.get("model"),
+                "memory": g.get("memory"),
+                "driver": g.get("driver"),
+                "allocatable": g.get("allocatable"),
+            }
+        )
+    if gpus and not ret.get("node_allocatable"):
+        why = ret.get("cluster") or "nvidia.com/gpu allocatable is 0"
+        st.degraded.append(f"gpu: node {ret.get('node')}: {len(gpus)} device(s), {why}")
+
+
 def _optional(st: Status, minion: str, got: Mapping, fun: str, section: str) -> None:
     ret = got.get(fun)
     if ret is None or _missing(ret):
@@ -195,7 +222,9 @@ def _optional(st: Status, minion: str, got: Mapping, fun: str, section: str) -> 
         row.setdefault("minion", minion)
         st.sections[section].append(row)
         if row.get("healthy") is False or row.get("ok") is False:
-            st.degraded.append(f"{section}: {row.get('name') or row.get('service') or minion}")
+            why = row.get("problems") or row.get("state")
+            who = row.get("name") or row.get("service") or minion
+            st.degraded.append(f"{section}: {who}" + (f": {why}" if why else ""))
 
 
 def _rows(rows: list[dict]) -> tuple[list[str], list[list[Any]]]:

@@ -84,7 +84,7 @@ def run(
         else:
             onboard(ctx, spec, results[name])
     orphans = offboard.orphans(ctx) if plan.complete else {}
-    return Outcome(results, shared, orphans, plan.disabled)
+    return Outcome(results, shared, orphans, plan.disabled, specs=dict(specs), inventory=inv)
 
 
 def _shared(ctx: Ctx, res: ServiceResult) -> None:

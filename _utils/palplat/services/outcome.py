@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from palplat import kube
+from palplat.services import health
 from palplat.services.inventory import Inventory, Listing
 from palplat.services.resolve import PARTS, Plan, Spec
 
@@ -111,6 +112,9 @@ class Outcome:
     orphans: dict[str, list[str]] = field(default_factory=dict)
     disabled: tuple[str, ...] = ()
     stats: dict[str, Any] = field(default_factory=dict)
+    # what the run listed, for status: the specs and the live objects of each owner
+    specs: dict[str, Spec] = field(default_factory=dict)
+    inventory: Inventory | None = None
 
     def changes(self) -> dict[str, Any]:
         out = {n: r.changes for n, r in sorted(self.results.items()) if r.changes}
@@ -142,7 +146,16 @@ class Outcome:
                 state = f"{len(r.changes)} pending change(s)"
             if r.failed:
                 state = "failed: " + ", ".join(sorted(r.failed))
-            rows.append({"service": name, "state": state, "healthy": not (r.changes or r.failed)})
+            row = {"service": name, "state": state}
+            problems: list[str] = []
+            spec = self.specs.get(name)
+            if spec is not None and self.inventory is not None and not r.absent:
+                cols, problems = health.describe(spec, self.inventory.objects(spec.owner))
+                row.update(cols)
+            row["healthy"] = not (r.changes or r.failed or problems)
+            if problems:
+                row["problems"] = "; ".join(problems)
+            rows.append(row)
         for name in sorted(self.orphans):
             rows.append({"service": name, "state": "orphaned (left alone)", "healthy": True})
         return rows

@@ -61,3 +61,16 @@ def test_holds_the_cluster():
     assert config.holds_the_cluster(cfg(mode="external", kubeconfig="/k"))
     assert not config.holds_the_cluster(cfg(role="agent", server_url="https://s:6443"))
     assert not config.holds_the_cluster(cfg(server_url="https://s:6443"))
+
+
+def test_gpu_rows_only_for_devices_and_degraded_without_allocatable():
+    none = {"node": "vm", "gpus": [], "table": "BUS ID  MODEL", "node_allocatable": None}
+    st = build({"srv": {**answers("server", True), "palplat_nvidia.status": none}}, ["srv"])
+    assert st.as_dict()["gpu"] == [] and st.exit_code == 0
+    gpu = {"bus_id": "0000:01:00.0", "model": "RTX 4090", "memory": "24564 MiB",
+           "driver": "550.1", "allocatable": None}  # fmt: skip
+    one = {"node": "srv", "gpus": [gpu], "table": "...", "node_allocatable": None}
+    st = build({"srv": {**answers("server", True), "palplat_nvidia.status": one}}, ["srv"])
+    d = st.as_dict()
+    assert [r["model"] for r in d["gpu"]] == ["RTX 4090"] and "table" not in d["gpu"][0]
+    assert st.exit_code == 2 and any("gpu: node srv" in x for x in d["degraded"])
