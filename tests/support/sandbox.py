@@ -22,13 +22,17 @@ not reach: the real charts (../shared/reference/charts) are served on loopback a
 repository and an OCI registry (tests/support/chartrepo.py, a detached process, port kept
 in DIR/chartrepo.json) and the pillar maps the example's repositories to it with
 `palplat:platform:mirrors`. Without ../shared/reference/charts each release uses a local
-stand-in chart instead (same name, namespace and `needs`).
+stand-in chart instead (same name, namespace and `needs`). The services stage talks to
+Harbor and Woodpecker contract fakes (tests/support/fakes), also a detached process
+(python -m tests.support.fakes.serve; pid, ports and logs in DIR/service-fakes), so that
+`salt-run palplat.plan` and `palplat.status` work after `up` has returned; the contract
+violations they see go to DIR/service-fakes/violations.log and `up` reports its own.
+Everything `up` starts outlives it; `down` stops it all.
 """
 
 from __future__ import annotations
 
 import argparse
-import atexit
 import copy
 import hashlib
 import json
@@ -300,7 +304,8 @@ def salt_config(work: Path, pillar_dir: Path, gnupghome: str) -> Path:
         ports_file.write_text(json.dumps(ports))
     common = {
         "root_dir": str(root),
-        "log_file": str(work / "salt" / "log" / "{role}.log"),
+        # under root_dir: Salt puts root_dir in front of a log_file outside it
+        "log_file": str(root / "log" / "{role}.log"),
         "log_level_logfile": "info",
         "publish_port": ports["publish"],
         "ret_port": ports["ret"],
@@ -325,7 +330,7 @@ def salt_config(work: Path, pillar_dir: Path, gnupghome: str) -> Path:
         master_port=ports["ret"],
         log_file=common["log_file"].format(role="minion"),
     )
-    (work / "salt" / "log").mkdir(parents=True, exist_ok=True)
+    (root / "log").mkdir(parents=True, exist_ok=True)
     (etc / "master").write_text(yaml.safe_dump(master))
     (etc / "minion").write_text(yaml.safe_dump(minion))
     return etc
@@ -357,7 +362,7 @@ def start_salt(etc: Path) -> None:
             say("salt master and minion are up")
             return
         time.sleep(2)
-    raise SystemExit("[sandbox] the minion did not answer within 180s; see .sandbox/salt/log")
+    raise SystemExit("[sandbox] the minion did not answer within 180s; see DIR/salt/root/log")
 
 
 def _pidfile(etc: Path, daemon: str) -> Path | None:
@@ -420,14 +425,14 @@ def up(work: Path) -> int:
     else:
         say(f"firewall stage disabled in the sandbox: {why}")
     gnupghome, fpr = gpg_key(work)
-    # services stage: Harbor and Woodpecker contract fakes on loopback (data kept in
-    # DIR/service-fakes), and the vendor CRDs the stand-in charts do not carry
+    # services stage: Harbor and Woodpecker contract fakes on loopback, a detached process
+    # started (or reused) when the pillar points at them (data kept in DIR/service-fakes),
+    # and the vendor CRDs the stand-in charts do not carry
     from tests.support.fakes.platform import SandboxFakes
 
     repo_port = chart_repo(work)
     # with the real charts, the vendor CRDs come with the platform's releases
     fakes = SandboxFakes(work, Path(cp.kubeconfig), fpr, crds=repo_port is None)
-    atexit.register(fakes.stop)
     if fakes.why:
         say(f"services left alone (enabled: false) in the sandbox: {fakes.why}")
     pillar_dir = sandbox_pillar(
@@ -452,7 +457,8 @@ def up(work: Path) -> int:
     took = time.monotonic() - t0
     _, bad, changed = summarize(run.stdout, "apply")
     if bad or run.returncode != 0:
-        say(f"palplat.full FAILED after {took:.1f}s (logs: {work}/salt/log)")
+        say(f"palplat.full FAILED after {took:.1f}s (logs: {work}/salt/root/log)")
+        report_violations(fakes)
         return 1
     say(f"palplat.full succeeded in {took:.1f}s ({changed} state(s) changed)")
     t0 = time.monotonic()
@@ -470,9 +476,28 @@ def up(work: Path) -> int:
     took = time.monotonic() - t0
     _, bad, changed = summarize(plan.stdout, "plan ")
     say(f"plan after apply (test=True): {changed} pending change(s) in {took:.1f}s")
+    violations = report_violations(fakes)
     say(f"kubeconfig: {cp.kubeconfig}   (KUBECONFIG={cp.kubeconfig} kubectl get cm -A)")
+    say(f"plan and status: {BIN}/salt-run -c {etc} palplat.plan (palplat.status)")
     say("stop everything with: make sandbox-down")
-    return 0 if not bad and changed == 0 else 1
+    return 0 if not bad and changed == 0 and not violations else 1
+
+
+def report_violations(fakes) -> list[str]:
+    """The contract violations the service fakes saw during this run, said out loud (a
+    request palplat sent, or an answer the fake gave, that the vendor's document does not
+    allow: either is a bug)."""
+    if fakes.why:
+        return []
+    found = fakes.violations()
+    if found:
+        say(f"the service fakes saw {len(found)} contract violation(s) "
+            f"({fakes.violations_log}):")  # fmt: skip
+        for v in found:
+            say(f"  {v}")
+    else:
+        say("the service fakes saw no contract violation")
+    return found
 
 
 def down(work: Path) -> int:
@@ -489,6 +514,10 @@ def down(work: Path) -> int:
     if _repo_alive(info):
         os.kill(int(info["pid"]), signal.SIGTERM)
         say("stopped the chart repository")
+    from tests.support.fakes.platform import SandboxFakes
+
+    if SandboxFakes.stop(work):
+        say(f"stopped the service fakes (data kept in {work / 'service-fakes'})")
     try:
         from tests.support.testenv import ControlPlane
 

@@ -6,6 +6,12 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -105,10 +111,14 @@ def synthetic_services(n: int, start: int = 0) -> dict:
 
 # ------------------------------------------------------------------------- sandbox
 # `make sandbox` (tests/support/sandbox.py) onboards the example services against these
-# fakes; their data is kept in DIR/service-fakes/ so that a second `make sandbox` finds
-# what the first made (a re-run changes nothing).
+# fakes. They run as a detached process (python -m tests.support.fakes.serve) that
+# outlives `sandbox up`, as the control plane and the Salt daemons do, so that
+# `salt-run palplat.plan` and `palplat.status` reach them later; `make sandbox-down`
+# stops it. Their data is kept in DIR/service-fakes/ so that a restarted fake, and a
+# second `make sandbox`, finds what the first made (a re-run changes nothing).
 
 SANDBOX_SECRETS = {"harbor": "CHANGE-ME-harbor-admin", "woodpecker": "CHANGE-ME-woodpecker-token"}
+SERVE_MODULE = "tests.support.fakes.serve"
 
 
 def sandbox_value(fpr: str, placeholder: str) -> str:
@@ -118,15 +128,30 @@ def sandbox_value(fpr: str, placeholder: str) -> str:
     return "sandbox-" + hashlib.sha256((fpr + placeholder).encode()).hexdigest()[:24]
 
 
+def _say(msg: str) -> None:
+    print(f"[sandbox] {msg}", flush=True)
+
+
 class SandboxFakes:
-    """Harbor and Woodpecker fakes for the sandbox (or why there are none)."""
+    """Harbor and Woodpecker fakes for the sandbox, served by a detached process (or why
+    there are none). Files in DIR/service-fakes: ``serve.json`` (pid, ports, what it was
+    started with; the ports are kept across restarts, the pillar holds the URLs),
+    ``serve.log``, ``violations.log`` (contract violations, appended as seen), and the
+    fakes' data ``harbor.json``, ``woodpecker.json``."""
 
     def __init__(self, work: Path, kubeconfig: Path, fpr: str, crds: bool = True):
         """``crds=False``: the platform stage installs the vendor CRDs (the real charts)."""
+        self.work = work
         self.dir = work / "service-fakes"
+        self.fpr = fpr
+        self.state = self.dir / "serve.json"
+        self.log = self.dir / "serve.log"
+        self.violations_log = self.dir / "violations.log"
+        # what this run adds to the violations log is what violations() reports
+        self._seen = self.violations_log.stat().st_size if self.violations_log.exists() else 0
+        self.harbor_url: str | None = None
+        self.wp_url: str | None = None
         self.why = missing()
-        self.harbor: HarborFake | None = None
-        self.wp: WoodpeckerFake | None = None
         if self.why:
             return
         from palplat import kube
@@ -138,41 +163,156 @@ class SandboxFakes:
                 install_crds(k)
         finally:
             k.close()
-        self.harbor = HarborFake(password=sandbox_value(fpr, SANDBOX_SECRETS["harbor"]))
-        self.wp = WoodpeckerFake(token=sandbox_value(fpr, SANDBOX_SECRETS["woodpecker"]))
-        for fake, name in ((self.harbor, "harbor"), (self.wp, "woodpecker")):
-            saved = self.dir / f"{name}.json"
-            if saved.exists():
-                fake.restore(json.loads(saved.read_text()))
-            fake.start()
 
     def point(self, pillar: dict) -> None:
-        """Point ``pillar`` (the palplat mapping) at the fakes; the forge knows its repos.
-        Without fakes, every service is left alone (enabled: false) and says why."""
+        """Point ``pillar`` (the palplat mapping) at the fakes, started (or reused) with
+        the forge knowing every service's repository. Without fakes, every service is left
+        alone (enabled: false) and says why."""
         services = pillar.get("services") or {}
-        if self.harbor is None or self.wp is None:
+        if self.why:
             for name, svc in services.items():
                 if name != "defaults":
                     svc["enabled"] = False
             return
+        repos = sorted(
+            svc["repo"]
+            for name, svc in services.items()
+            if name != "defaults" and isinstance(svc, dict) and svc.get("repo")
+        )
+        self.ensure(repos)
         d = services.setdefault("defaults", {})
-        d.setdefault("harbor", {})["url"] = self.harbor.url
-        d.setdefault("woodpecker", {})["url"] = self.wp.url
-        known = {r["full_name"] for r in self.wp.forge_repos.values()}
-        for name, svc in services.items():
-            if name != "defaults" and svc.get("repo") and svc["repo"] not in known:
-                self.wp.add_forge_repo(svc["repo"])
+        d.setdefault("harbor", {})["url"] = self.harbor_url
+        d.setdefault("woodpecker", {})["url"] = self.wp_url
 
-    def stop(self) -> list[str]:
-        """Stop the fakes, keep their data; the contract violations they saw."""
-        out: list[str] = []
+    def ensure(self, repos: list[str]) -> None:
+        """The fakes' process, reused when it is alive with this key and knows ``repos``,
+        else (re)started on the ports it had (its data is saved on SIGTERM and restored)."""
+        info = _read(self.state)
+        alive = _alive(info)
+        ports = (info.get("harbor_port"), info.get("woodpecker_port"))
+        if (
+            alive
+            and info.get("fpr") == self.fpr
+            and set(repos) <= set(info.get("repos", []))
+            and all(p and _port_open(p) for p in ports)
+        ):
+            self._urls(*ports)
+            _say(f"service fakes already serving (Harbor {self.harbor_url}, "
+                 f"Woodpecker {self.wp_url}, pid {info['pid']})")  # fmt: skip
+            return
+        if alive:  # another key or new repositories: restart with the data kept
+            _terminate(info)
+        chosen: list[int] = []  # the ports it had, else stable ones (the pillar has them)
+        for port, name in zip(ports, ("harbor", "woodpecker"), strict=True):
+            ok = port and port not in chosen and _port_free(port)
+            chosen.append(port if ok else _stable_port(self.work, name, avoid=chosen))
+        ports = tuple(chosen)
+        argv = [sys.executable, "-m", SERVE_MODULE, f"--work={self.work}", f"--fpr={self.fpr}",
+                f"--harbor-port={ports[0]}", f"--woodpecker-port={ports[1]}"]  # fmt: skip
+        argv += [f"--forge-repo={r}" for r in repos]
         self.dir.mkdir(parents=True, exist_ok=True)
-        for fake, name in ((self.harbor, "harbor"), (self.wp, "woodpecker")):
-            if fake is not None:
-                fake.stop()
-                (self.dir / f"{name}.json").write_text(json.dumps(fake.dump(), indent=1))
-                out += fake.violations
-        return out
+        log = open(self.log, "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(
+            argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        all_repos = sorted(set(repos) | set(info.get("repos", [])))
+        self.state.write_text(
+            json.dumps(
+                {"pid": proc.pid, "harbor_port": ports[0], "woodpecker_port": ports[1],
+                 "fpr": self.fpr, "repos": all_repos}
+            )
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not all(_port_open(p) for p in ports):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"[sandbox] the service fakes did not start; see {self.log}")
+            time.sleep(0.2)
+        self._urls(*ports)
+        _say(f"service fakes serving (Harbor {self.harbor_url}, Woodpecker {self.wp_url}, "
+             f"pid {proc.pid}; log {self.log})")  # fmt: skip
+
+    def _urls(self, harbor_port: int, wp_port: int) -> None:
+        self.harbor_url = f"http://127.0.0.1:{harbor_port}"
+        self.wp_url = f"http://127.0.0.1:{wp_port}"
+
+    def violations(self) -> list[str]:
+        """The contract violations the fakes saw since this object was made."""
+        if not self.violations_log.exists():
+            return []
+        with self.violations_log.open("rb") as fh:
+            fh.seek(self._seen)
+            return [line for line in fh.read().decode().splitlines() if line.strip()]
+
+    @staticmethod
+    def stop(work: Path) -> bool:
+        """Stop the fakes' process of the sandbox in ``work`` (it saves its data on
+        SIGTERM); whether one was running."""
+        info = _read(work / "service-fakes" / "serve.json")
+        if not _alive(info):
+            return False
+        _terminate(info)
+        return True
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _alive(info: dict) -> bool:
+    try:
+        pid = int(info["pid"])
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (KeyError, OSError, ValueError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z" and SERVE_MODULE.encode() in cmdline
+
+
+def _terminate(info: dict, timeout: float = 20) -> None:
+    """SIGTERM, and wait until it has saved its data and exited."""
+    pid = int(info["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(info) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(info):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _stable_port(work: Path, name: str, avoid=()) -> int:
+    """A free port for fake ``name`` of the sandbox in ``work``: the same one each time it
+    is free, and below the kernel's ephemeral range (32768 and up on Linux), which is
+    where the outgoing connections' ports and every other `bind(0)` server's come from."""
+    import hashlib
+
+    seed = int(hashlib.sha256(f"{work.resolve()}:{name}".encode()).hexdigest(), 16)
+    low, span = 20000, 12000
+    for i in range(span):
+        port = low + (seed + i) % span
+        if port not in avoid and _port_free(port):
+            return port
+    raise SystemExit(f"[sandbox] no free port in {low}-{low + span - 1} for the {name} fake")
 
 
 def _served(k) -> bool:
