@@ -24,6 +24,20 @@ FAMILY = "inet"
 CHAIN = "input"
 
 
+# the layer-4 protocols palplat's rules match by meta l4proto, by IANA number; nft lists
+# them back by name where /etc/protocols exists, by number where it does not
+L4PROTO_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "ipv6-icmp": 58}
+_L4PROTO_NAMES = {n: name for name, n in L4PROTO_NUMBERS.items()} | {"icmpv6": "ipv6-icmp"}
+
+
+def l4proto_name(value: str | int) -> str:
+    """The canonical name of a listed ``meta l4proto`` value (``58``, ``"icmpv6"`` ->
+    ``"ipv6-icmp"``)."""
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        return _L4PROTO_NAMES.get(int(value), str(value))
+    return _L4PROTO_NAMES.get(value, value)
+
+
 @dataclass(frozen=True)
 class Rule:
     """One nft rule in palplat's input chain, in normal form. ``name`` is its comment."""
@@ -49,7 +63,9 @@ class Rule:
         if self.ct is not None:
             parts.append("ct state " + ",".join(self.ct))
         if self.l4proto is not None:
-            parts.append(f"meta l4proto {self.l4proto}")
+            # by number: a name is looked up in /etc/protocols (netbase), which a minimal
+            # host may not have ("ipv6-icmp" then fails to parse)
+            parts.append(f"meta l4proto {L4PROTO_NUMBERS.get(self.l4proto, self.l4proto)}")
         if self.proto is not None:
             parts.append(f"{self.proto} dport {ports_text(self.ports)}")
         if self.family is not None:
@@ -187,8 +203,8 @@ def _rule(obj: dict) -> Rule:
         left, right = m.get("left", {}), m.get("right")
         if left.get("meta", {}).get("key") == "iifname" and isinstance(right, str):
             kw["iif"] = right
-        elif left.get("meta", {}).get("key") == "l4proto" and isinstance(right, str):
-            kw["l4proto"] = right
+        elif left.get("meta", {}).get("key") == "l4proto" and isinstance(right, (str, int)):
+            kw["l4proto"] = l4proto_name(right)
         elif left.get("ct", {}).get("key") == "state":
             kw["ct"] = tuple(sorted([right] if isinstance(right, str) else right))
         elif left.get("payload", {}).get("field") == "dport" and left["payload"].get(

@@ -81,3 +81,14 @@ def test_parse_normalizes_split_prefixes_and_port_sets():
                                                                "172.16.5.0"]  # fmt: skip
     assert t.rules[0].ports == ((80, 90),)
     assert t.rules[1].raw is not None  # a counter palplat never writes: kept, so it differs
+
+
+def test_l4proto_rendered_by_number_and_read_back_by_name_or_number():
+    """A host without /etc/protocols (no netbase) cannot parse ``ipv6-icmp``: palplat
+    writes the number; nft lists it by name (with netbase) or by number (without)."""
+    from palplat.nft.ruleset import Rule, l4proto_name
+
+    assert "meta l4proto 58 accept" in Rule("builtin:icmpv6", l4proto="ipv6-icmp").text()
+    assert "meta l4proto 1 accept" in Rule("builtin:icmp", l4proto="icmp").text()
+    assert l4proto_name(58) == l4proto_name("58") == l4proto_name("icmpv6") == "ipv6-icmp"
+    assert l4proto_name("ipv6-icmp") == "ipv6-icmp" and l4proto_name(1) == "icmp"
