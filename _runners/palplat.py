@@ -77,7 +77,13 @@ def validate(minion=None, sls=None):
     report = {}
     bad = False
     for name, pillar in targets.items():
-        problems = [str(p) for p in config.problems_of(pillar)]
+        if not sls and not minion and "palplat" not in (pillar or {}):
+            # every accepted minion is looked at: one without the key is not palplat's
+            report[name] = "no palplat pillar (palplat.full does not target it)"
+            continue
+        # a minion named on the command line (or a pillar file) must have the key: the
+        # states on that minion refuse to run without it
+        problems = [str(p) for p in config.problems_of(pillar, required=True)]
         report[name] = problems or "valid"
         bad = bad or bool(problems)
     out = {"palplat pillar": redact.mask(report), "retcode": 1 if bad else 0}
