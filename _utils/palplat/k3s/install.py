@@ -8,14 +8,21 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from palplat import proc
 from palplat.errors import InputError, PalplatError
-from palplat.fetch import ChecksumError, FetchSalt, SourceError, arch, fetch, sha256_file
+from palplat.fetch import (
+    ChecksumError,
+    FetchSalt,
+    SourceError,
+    arch,
+    fetch,
+    sha256_file,
+    source_url,
+)
 from palplat.k3s.flags import P
 from palplat.k3s.layout import paths
 from palplat.model import K3s, PalplatPillar
@@ -43,12 +50,9 @@ def installed_version(binary: Path) -> str | None:
 
 
 def release_url(k: K3s, filename: str) -> str:
-    base = k.source.url
-    version = k.version or ""
-    if base.startswith(("http://", "https://")):
-        version = urllib.parse.quote(version, safe="")
-    base = base.replace("{version}", version).rstrip("/")
-    return f"{base}/{filename}"
+    """``filename`` of the pinned release under ``palplat:k3s:source:url`` (a template
+    with ``{version}``, ``{arch}``: :func:`palplat.fetch.source_url`)."""
+    return f"{source_url(k.source.url, k.version).rstrip('/')}/{filename}"
 
 
 def expected_sha256(
