@@ -282,6 +282,14 @@ class Release(Model):
         default_factory=dict,
         description="Merged over `values`; every leaf is a secret (GPG pillar).",
     )
+    secrets: dict[DnsLabel, dict[Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]+$")], Secret]] = (
+        Field(
+            default_factory=dict,
+            description="Kubernetes Secrets palplat makes in the release's namespace before the "
+            "release (name -> key -> value, GPG pillar), for charts that read an existingSecret "
+            "instead of taking the value inline.",
+        )
+    )
     needs: list[str] = []
     enabled: bool = True
     timeout: Annotated[int, Field(ge=10, le=7200)] = 600

@@ -94,6 +94,20 @@ palplat:
             - {name: loki-chunks, policy: none, purge: false}
             - {name: loki-ruler, policy: none, purge: false}
             - {name: cnpg-backups, policy: none, purge: false}
+          # the database backups write with a user of their own, limited to their bucket
+          # by the policy below; its secret key is read from the Secret palplat makes
+          # (secrets: secrets.sls), not written inline into the chart's ConfigMap. This
+          # list also replaces the chart's default "console" user and its well-known
+          # password.
+          users:
+            - {accessKey: cnpg-backup, existingSecret: minio-backup-user, existingSecretKey: secretKey, policy: cnpg-backups}
+          policies:
+            - name: cnpg-backups
+              statements:
+                - resources: ["arn:aws:s3:::cnpg-backups/*"]
+                  actions: ["s3:AbortMultipartUpload", "s3:GetObject", "s3:DeleteObject", "s3:PutObject", "s3:ListMultipartUploadParts"]
+                - resources: ["arn:aws:s3:::cnpg-backups"]
+                  actions: ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"]
           resources: {requests: {memory: 1Gi}}    # the chart asks for 16Gi
           environment: {MINIO_BROWSER_REDIRECT_URL: "https://minio.tail0000.ts.net"}
         expose: {service: minio-console, port: 9001, url: "https://minio.tail0000.ts.net", funnel: true}
@@ -215,10 +229,9 @@ palplat:
       argocd:
         namespace: argocd
         chart: {repo: https://argoproj.github.io/argo-helm, name: argo-cd, version: 7.6.8}
-        values:
-          configs:
-            repositories:   # the GitOps repository of the services (password: secrets.sls)
-              deployments: {url: "https://forgejo.tail0000.ts.net/pal-e/pal-e-deployments.git", type: git, name: pal-e-deployments, username: argocd}
+        # the services' GitOps repository credential is a repository Secret the services
+        # stage makes (services:defaults:deployments_credentials), not chart values: one
+        # credential, one owner
       argocd-image-updater:
         namespace: argocd
         needs: [argocd, harbor]
@@ -253,7 +266,8 @@ palplat:
       tailnet_domain: tail0000.ts.net                    # funnel host: <name>.<tailnet_domain>
       harbor: {url: https://harbor.tail0000.ts.net, username: admin}       # password: secrets.sls
       woodpecker: {url: https://woodpecker.tail0000.ts.net}                # token: secrets.sls
-      object_store: {endpoint: "http://minio.minio.svc:9000", bucket: cnpg-backups, release: minio}
+      # MinIO's backup user (its release's users; secret key: secrets.sls)
+      object_store: {endpoint: "http://minio.minio.svc:9000", bucket: cnpg-backups, release: minio, access_key: cnpg-backup}
     pal-e-docs:
       repo: pal-e/pal-e-docs
       port: 8000

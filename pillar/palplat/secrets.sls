@@ -14,6 +14,9 @@ palplat:
     releases:
       minio:
         secret_values: {rootUser: &minio_user CHANGE-ME-minio-user, rootPassword: &minio_password CHANGE-ME-minio-password}
+        # the secret key of MinIO's backup user cnpg-backup (users: init.sls), the same
+        # value as services:defaults:object_store:secret_key (a YAML alias)
+        secrets: {minio-backup-user: {secretKey: &backup_key CHANGE-ME-minio-backup-key}}
       loki:
         # Loki reads and writes its MinIO buckets with MinIO's root credentials (the same
         # two values: YAML aliases, so each is encrypted once)
@@ -40,16 +43,12 @@ palplat:
           agent: {env: {WOODPECKER_AGENT_SECRET: *agent_secret}}
       harbor:
         secret_values: {harborAdminPassword: CHANGE-ME-harbor-admin, secretKey: CHANGE-ME-harbor-key16}
-      argocd:
-        # Forgejo token of Argo CD for the deployments repository (the same token as
-        # services:defaults:deployments_credentials:password)
-        secret_values: {configs: {repositories: {deployments: {password: CHANGE-ME-forgejo-argocd-token}}}}
   services:
     defaults:
       harbor: {password: CHANGE-ME-harbor-admin}
       woodpecker: {token: CHANGE-ME-woodpecker-token}
       deployments_credentials: {password: CHANGE-ME-forgejo-argocd-token}
-      object_store: {access_key: CHANGE-ME-minio-backup-user, secret_key: CHANGE-ME-minio-backup-key}
+      object_store: {secret_key: *backup_key}
     basketball-api:
       secrets: {KEYCLOAK_CLIENT_SECRET: CHANGE-ME-keycloak-client}
     westsidekingsandqueens:

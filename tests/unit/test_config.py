@@ -92,7 +92,9 @@ def test_example_is_equivalent_to_the_seed_platform(example):
     selectors = ("serviceMonitor", "podMonitor", "rule", "probe")
     receiver = ("alertmanager", "config", "receivers", 0, "telegram_configs", 0)
     wiring = [
-        *[(*rel, "minio", val, k) for k in ("buckets", "resources", "environment")],
+        *[(*rel, "minio", val, k) for k in ("buckets", "resources", "environment", "policies")],
+        (*rel, "minio", val, "users"),  # the backups' own user, not the chart's default
+        (*rel, "minio", "secrets"),  # its secret key, read by the chart (existingSecret)
         *[(*spec, f"{k}SelectorNilUsesHelmValues") for k in selectors],
         (*kps, val, "grafana"),
         (*kps, sec, "grafana"),

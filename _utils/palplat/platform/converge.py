@@ -7,9 +7,10 @@ them (:mod:`.objects`), in order.
 2. Test mode: :func:`palplat.helm.converge` in test mode (manifest-level diffs) plus the
    objects' field diffs. Objects of a kind that a release of this run will serve (the
    Cluster kind comes with CloudNativePG) are reported as creates.
-3. A real run: the releases that need no database (``needs`` waves), then the
-   ``databases`` group, then the releases that use them (those whose ``needs`` did not fail),
-   then the ``access`` group (pruned). Each step verifies what it wrote.
+3. A real run: the ``secrets`` group (pruned), the releases that need no database
+   (``needs`` waves), then the ``databases`` group, then the releases that use them (those
+   whose ``needs`` did not fail), then the ``access`` group (pruned). Each step verifies
+   what it wrote.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from palplat import config, helm, redact
 from palplat import kube as k8s
 from palplat.model import PalplatPillar, Release
-from palplat.platform.objects import ACCESS, DATABASES, Group, groups, layout
+from palplat.platform.objects import ACCESS, DATABASES, SECRETS, Group, groups, layout
 
 OBJECTS = "objects:"  # prefix of the object groups' keys in changes and errors
 
@@ -147,6 +148,11 @@ def converge(cfg: PalplatPillar, ctx: helm.Context, *, test: bool) -> dict[str, 
         res["unchanged"].extend(out["unchanged"])
         failed.update(out["errors"])
 
+    if SECRETS in objects_todo and _objects(ctx, grp[SECRETS], False, res) is None:
+        for k, rel in releases.items():
+            if rel.enabled and rel.secrets:
+                res["errors"][k] = f"not converged: its secrets failed ({OBJECTS}{SECRETS})"
+                failed.add(k)
     releases_step(first)
     if DATABASES in objects_todo and _objects(ctx, grp[DATABASES], False, res) is None:
         for k in second:

@@ -1,8 +1,12 @@
 """What the platform stage creates beside the Helm releases, and in which order.
 
-Two groups of manifests, each applied by server-side apply with its own owner label
+Three groups of manifests, each applied by server-side apply with its own owner label
 (``palplat_kube`` machinery, :func:`palplat.kube.converge`):
 
+- ``secrets`` (owner ``palplat-platform-secrets``): for every release with ``secrets``,
+  its namespace and those Secrets (values from the GPG pillar, masked in every diff), for
+  charts that read an ``existingSecret``. Applied before any release; pruned (Secrets
+  only): an entry removed from the pillar removes its Secret.
 - ``databases`` (owner ``palplat-platform-databases``): for every release with
   ``database``, its namespace and CloudNativePG Cluster ``<key>-db``. Applied after the
   releases that do not need a database (CloudNativePG among them: it serves the Cluster
@@ -24,13 +28,19 @@ from palplat.model import PalplatPillar, Release
 from palplat.platform.access import MON_API, blackbox_probe, tailscale_ingress
 from palplat.platform.database import cnpg_cluster
 
+SECRETS = "secrets"
 DATABASES = "databases"
 ACCESS = "access"
-OWNERS = {DATABASES: "palplat-platform-databases", ACCESS: "palplat-platform-access"}
+OWNERS = {
+    SECRETS: "palplat-platform-secrets",
+    DATABASES: "palplat-platform-databases",
+    ACCESS: "palplat-platform-access",
+}
 BLACKBOX_CHART = "prometheus-blackbox-exporter"
 BLACKBOX_PORT = 9115
 # The kinds of the access group, pruned even when none is left in the manifests
 ACCESS_KINDS = (("networking.k8s.io/v1", "Ingress"), (MON_API, "Probe"))
+SECRET_KINDS = (("v1", "Secret"),)
 
 
 @dataclass
@@ -100,18 +110,50 @@ def layout(releases: Mapping[str, Release]) -> tuple[list[str], list[str]]:
     return [k for k in releases if k not in second], [k for k in releases if k in second]
 
 
+def _namespaces(names: list[str]) -> list[dict[str, Any]]:
+    return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in names]
+
+
+def secrets_group(releases: Mapping[str, Release]) -> Group:
+    """The Secrets of every enabled release's ``secrets`` and their namespaces."""
+    group = Group(SECRETS, OWNERS[SECRETS], prune=True, prune_kinds=SECRET_KINDS)
+    namespaces: list[str] = []
+    for key in sorted(releases):
+        rel = releases[key]
+        if not rel.enabled or not rel.secrets:
+            continue
+        if rel.namespace not in namespaces:
+            namespaces.append(rel.namespace)
+        for name, data in sorted(rel.secrets.items()):
+            group.manifests.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": name, "namespace": rel.namespace},
+                    "type": "Opaque",
+                    "stringData": dict(data),
+                }
+            )
+    group.manifests[:0] = _namespaces(namespaces)
+    return group
+
+
 def groups(cfg: PalplatPillar, releases: Mapping[str, Release]) -> dict[str, Group]:
-    """The ``databases`` and ``access`` groups of the enabled ``releases``."""
+    """The ``secrets``, ``databases`` and ``access`` groups of the enabled ``releases``
+    (in the order they are first applied). A namespace belongs to one group: the first
+    that needs it."""
+    secrets = secrets_group(releases)
     dbs = Group(DATABASES, OWNERS[DATABASES])
     access = Group(ACCESS, OWNERS[ACCESS], prune=True, prune_kinds=ACCESS_KINDS)
     probe_at = prober(releases)
+    made = {m["metadata"]["name"] for m in secrets.manifests if m["kind"] == "Namespace"}
     namespaces: list[str] = []
     for key in sorted(releases):
         rel = releases[key]
         if not rel.enabled:
             continue
         if rel.database is not None:
-            if rel.namespace not in namespaces:
+            if rel.namespace not in namespaces and rel.namespace not in made:
                 namespaces.append(rel.namespace)
             dbs.manifests.append(cnpg_cluster(key, rel.namespace, rel.database).manifest)
         ex = rel.expose
@@ -125,8 +167,5 @@ def groups(cfg: PalplatPillar, releases: Mapping[str, Release]) -> dict[str, Gro
         if ex.probe and probe_at is not None:
             ns, url = probe_at
             access.manifests.append(blackbox_probe(f"palplat-{key}", ns, ex.url, url, job=key))
-    ns_objects = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in namespaces
-    ]
-    dbs.manifests[:0] = ns_objects
-    return {DATABASES: dbs, ACCESS: access}
+    dbs.manifests[:0] = _namespaces(namespaces)
+    return {SECRETS: secrets, DATABASES: dbs, ACCESS: access}

@@ -82,6 +82,17 @@ def test_example_layout_and_groups(example):
     assert set(second) == {"forgejo", "woodpecker", "keycloak"}
     assert "cnpg" in first and not set(first) & set(second)
     groups = objects.groups(cfg, rels)
+    assert list(groups) == ["secrets", "databases", "access"]  # the order they apply in
+    sec = groups["secrets"]
+    assert [(m["kind"], m["metadata"]["name"]) for m in sec.manifests] == [
+        ("Namespace", "minio"),
+        ("Secret", "minio-backup-user"),
+    ]
+    assert sec.prune and sec.prune_kinds == (("v1", "Secret"),)
+    key = sec.manifests[1]["stringData"]["secretKey"]
+    assert str(key) == "<hidden>" and key.reveal() == "CHANGE-ME-minio-backup-key"
+    store = cfg.services.defaults.object_store
+    assert store.secret_key.reveal() == key.reveal()  # one value (a YAML alias)
     dbs = groups["databases"]
     assert [m["kind"] for m in dbs.manifests] == ["Namespace"] * 3 + ["Cluster"] * 3
     assert not dbs.prune and groups["access"].prune
