@@ -5,8 +5,8 @@ Install: the archive (``tailscale_<version>_<arch>.tgz``, official URL pattern, 
 file:// or salt://) is downloaded, its sha256 checked against the pillar or the
 ``<url>.sha256`` published beside it, ``tailscale`` and ``tailscaled`` extracted and their
 ``--version`` checked, then renamed over ``/usr/bin/tailscale`` and
-``/usr/sbin/tailscaled``; the unit is palplat's (the upstream one, fixed paths). Any
-failure leaves the installed version in place.
+``/usr/sbin/tailscaled`` and read back (:func:`palplat.release.install`); the unit is
+palplat's (the upstream one, fixed paths). Any failure leaves the installed version in place.
 
 Join: the pillar's ``auth_key`` is written to ``auth_key_file`` (0600, only when it
 differs); ``tailscale up --auth-key=file:<path> --advertise-tags=... --timeout=...``
@@ -16,23 +16,20 @@ reads it from there, so the key is never in argv, a return or a log. Then
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from palplat import proc
+from palplat import proc, release
 from palplat.errors import PalplatError
-from palplat.fetch import ChecksumError, FetchSalt, SourceError, fetch, sha256_file, source_url
+from palplat.fetch import FetchSalt, source_url
 from palplat.host.pillar import Tailscale
 
 P = "palplat:host:tailscale"
 TAILSCALE = "/usr/bin/tailscale"
 TAILSCALED = "/usr/sbin/tailscaled"
+BINARIES = {"tailscale": TAILSCALE, "tailscaled": TAILSCALED}  # archive member -> path
 UNIT = "/etc/systemd/system/tailscaled.service"
 UNIT_TEXT = """# Managed by palplat (Salt): tailscaled from palplat:host:tailscale.
 [Unit]
@@ -105,37 +102,6 @@ def install_plan(ts: Tailscale, root: str | Path = "/", run=proc.run) -> Install
     return InstallPlan(installed_version(tailscaled, run), ts.version, _unit_differs(root))
 
 
-def _expected_sha(
-    ts: Tailscale, url: str, work: Path, fetch_salt: FetchSalt | None
-) -> tuple[str, str]:
-    if ts.sha256:
-        return ts.sha256, f"{P}:sha256"
-    sums = work / "archive.sha256"
-    fetch(url + ".sha256", sums, fetch_salt)
-    want = sums.read_text().split()[0].strip().lower() if sums.read_text().split() else ""
-    if len(want) != 64:
-        raise ChecksumError(f"{url}.sha256 holds no sha256; pin {P}:sha256")
-    return want, f"{url}.sha256"
-
-
-def _extract(archive: Path, work: Path) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    with tarfile.open(archive) as tar:
-        for m in tar.getmembers():
-            base = os.path.basename(m.name)
-            if m.isfile() and base in ("tailscale", "tailscaled") and base not in out:
-                src = tar.extractfile(m)
-                dest = work / base
-                with open(dest, "wb") as fh:
-                    fh.write(src.read() if src else b"")
-                os.chmod(dest, 0o755)
-                out[base] = dest
-    missing = {"tailscale", "tailscaled"} - set(out)
-    if missing:
-        raise SourceError(f"the tailscale archive has no {', '.join(sorted(missing))}")
-    return out
-
-
 def install(
     ts: Tailscale,
     plan: InstallPlan,
@@ -144,34 +110,19 @@ def install(
     run=proc.run,
     reload=None,
 ) -> None:
-    """Download, verify and install; then write the unit (``reload`` after a unit change:
-    default ``systemctl daemon-reload`` when root is /)."""
+    """Download, verify and install (:func:`palplat.release.install`); then write the unit
+    (``reload`` after a unit change: default ``systemctl daemon-reload`` when root is /)."""
     if plan.desired and plan.current != plan.desired:
         url = archive_url(ts)
-        with tempfile.TemporaryDirectory(prefix="palplat-tailscale-") as tmp:
-            work = Path(tmp)
-            archive = work / "tailscale.tgz"
-            fetch(url, archive, fetch_salt)
-            want, source = _expected_sha(ts, url, work, fetch_salt)
-            have = sha256_file(archive)
-            if have != want:
-                raise ChecksumError(
-                    f"{url}: sha256 {have} does not match {want} from {source}; the "
-                    "installed tailscale was left in place"
-                )
-            files = _extract(archive, work)
-            got = installed_version(files["tailscaled"], run)
-            if got != ts.version:
-                raise ChecksumError(f"{url}: tailscaled --version says {got}, not {ts.version}")
-            for name, dest in (("tailscale", TAILSCALE), ("tailscaled", TAILSCALED)):
-                target = Path(root, dest.lstrip("/"))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmpdest = target.with_name(f".{target.name}.palplat-tmp")
-                with contextlib.suppress(FileNotFoundError):
-                    tmpdest.unlink()
-                tmpdest.write_bytes(files[name].read_bytes())
-                os.chmod(tmpdest, 0o755)
-                os.replace(tmpdest, target)
+        release.install(
+            release.Artifact(url, P, sha256=ts.sha256, sums_url=url + ".sha256"),
+            {name: Path(root, path.lstrip("/")) for name, path in BINARIES.items()},
+            what="tailscale",
+            version=ts.version,
+            version_of=lambda path: installed_version(path, run),
+            current=plan.current,
+            fetch_salt=fetch_salt,
+        )
     if plan.unit_changed:
         unit = Path(root, UNIT.lstrip("/"))
         unit.parent.mkdir(parents=True, exist_ok=True)
@@ -180,9 +131,6 @@ def install(
             reload()
         elif str(root) == "/":
             run(["systemctl", "daemon-reload"], timeout=60)
-    now = installed_version(Path(root, TAILSCALED.lstrip("/")), run)
-    if plan.desired and now != plan.desired:
-        raise TailscaleError(f"after installing, tailscaled --version says {now}")
 
 
 # ------------------------------------------------------------------------------ join

@@ -1,28 +1,19 @@
 """The pinned k3s binary: versions, and the plan/install of the binary and the air-gap
 images from the configured source, sha256 verified (pillar or the release's
-``sha256sum-<arch>.txt``), written beside the target and renamed over it, so a mismatch
-leaves the installed binary in place; a downgrade is refused unless ``allow_downgrade``."""
+``sha256sum-<arch>.txt``), written beside the target and renamed over it
+(:func:`palplat.release.install`), so a mismatch leaves the installed binary in place; a
+downgrade is refused unless ``allow_downgrade``."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from palplat import proc
-from palplat.errors import InputError, PalplatError
-from palplat.fetch import (
-    ChecksumError,
-    FetchSalt,
-    SourceError,
-    arch,
-    fetch,
-    sha256_file,
-    source_url,
-)
+from palplat import proc, release
+from palplat.errors import InputError
+from palplat.fetch import FetchSalt, arch, source_url
 from palplat.k3s.flags import P
 from palplat.k3s.layout import paths
 from palplat.model import K3s, PalplatPillar
@@ -55,21 +46,25 @@ def release_url(k: K3s, filename: str) -> str:
     return f"{source_url(k.source.url, k.version).rstrip('/')}/{filename}"
 
 
+def artifact(k: K3s, filename: str) -> release.Artifact:
+    """``filename`` of the pinned release, checked against ``palplat:k3s:source:sha256``
+    (the binary only) or the release's ``sha256sum-<arch>.txt``."""
+    binary = filename == BINARY_NAME[arch()]
+    return release.Artifact(
+        release_url(k, filename),
+        f"{P}:source",
+        sha256=k.source.sha256 if binary else None,
+        sums_url=release_url(k, f"sha256sum-{arch()}.txt"),
+        name=filename,
+        pinnable=binary,
+    )
+
+
 def expected_sha256(
     k: K3s, filename: str, workdir: Path, fetch_salt: FetchSalt | None
 ) -> tuple[str, str]:
     """(sha256, where it came from): the pillar's, else the release's checksum file."""
-    if k.source.sha256 and filename == BINARY_NAME[arch()]:
-        return k.source.sha256, f"{P}:source:sha256"
-    sums_name = f"sha256sum-{arch()}.txt"
-    url = release_url(k, sums_name)
-    dest = workdir / sums_name
-    fetch(url, dest, fetch_salt)
-    for line in dest.read_text(errors="replace").splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("*") == filename:
-            return parts[0].lower(), url
-    raise SourceError(f"{url} lists no checksum for {filename}")
+    return release.expected_sha256(artifact(k, filename), workdir, fetch_salt)
 
 
 # -------------------------------------------------------------------------- binary
@@ -121,59 +116,28 @@ def install_binary(
     k, p = cfg.k3s, paths(cfg)
     if plan.current != plan.desired:
         name = BINARY_NAME[arch()]
-        p.binary.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.binary.with_name(f".{p.binary.name}.palplat-download")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        try:
-            url = release_url(k, name)
-            if progress:
-                progress("download", f"downloading k3s {plan.desired} from {url}")
-            fetch(url, tmp, fetch_salt)
-            want, where = expected_sha256(k, name, tmp.parent, fetch_salt)
-            got = sha256_file(tmp)
-            if got != want:
-                raise ChecksumError(
-                    f"checksum mismatch for {url}: sha256 {got}, expected {want} (from {where}); "
-                    f"the installed binary ({plan.current or 'none'}) was left in place. Check "
-                    "palplat:k3s:source (url, sha256) and the mirror's files"
-                )
-            os.chmod(tmp, 0o755)
-            got_version = installed_version(tmp)
-            if got_version != plan.desired:
-                raise ChecksumError(
-                    f"{url} reports version {got_version}, not {plan.desired}; the installed "
-                    "binary was left in place. Check palplat:k3s:source:url"
-                )
-            os.replace(tmp, p.binary)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            with contextlib.suppress(FileNotFoundError):
-                (tmp.parent / f"sha256sum-{arch()}.txt").unlink()
-        back = installed_version(p.binary)
-        if back != plan.desired:
-            raise PalplatError(
-                f"verify: {p.binary} reports {back} after install, not {plan.desired}"
-            )
+        release.install(
+            artifact(k, name),
+            {name: p.binary},
+            what="k3s",
+            version=plan.desired,
+            version_of=installed_version,
+            current=plan.current,
+            unpack=False,
+            fetch_salt=fetch_salt,
+            progress=progress,
+        )
     if plan.images:
         name = _images_name()
-        p.images_dir.mkdir(parents=True, exist_ok=True)
-        dest = p.images_dir / name
-        tmp = p.images_dir / f".{name}.palplat-download"
-        try:
-            fetch(release_url(k, name), tmp, fetch_salt, timeout=600)
-            want, where = expected_sha256(k, name, p.images_dir, fetch_salt)
-            got = sha256_file(tmp)
-            if got != want:
-                raise ChecksumError(
-                    f"checksum mismatch for {name}: sha256 {got}, expected {want} (from {where})"
-                )
-            os.replace(tmp, dest)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            with contextlib.suppress(FileNotFoundError):
-                (p.images_dir / f"sha256sum-{arch()}.txt").unlink()
+        release.install(
+            artifact(k, name),
+            {name: p.images_dir / name},
+            what="k3s air-gap image archive",
+            version=plan.desired,
+            unpack=False,
+            mode=0o644,
+            fetch_salt=fetch_salt,
+            timeout=600,
+        )
         (p.images_dir / f".{name}.version").write_text(f"{plan.desired}\n")
     return plan.changes
