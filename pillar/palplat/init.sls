@@ -173,7 +173,8 @@ palplat:
         namespace: forgejo
         needs: [cnpg]
         chart: {oci: oci://code.forgejo.org/forgejo-helm/forgejo, version: 10.0.0}
-        database: {instances: 1, size: 10Gi}
+        # nightly to MinIO (services:defaults:object_store), kept 30 days
+        database: {instances: 1, size: 10Gi, backup: {schedule: "0 30 2 * * *", retention: 30d}}
         values:
           postgresql-ha: {enabled: false}           # the CNPG cluster instead
           redis-cluster: {enabled: false}
@@ -216,7 +217,8 @@ palplat:
         namespace: keycloak
         needs: [cnpg]
         chart: {repo: https://codecentric.github.io/helm-charts, name: keycloakx, version: 2.5.1}
-        database: {instances: 1, size: 2Gi}
+        # nightly to MinIO (services:defaults:object_store), kept 30 days
+        database: {instances: 1, size: 2Gi, backup: {schedule: "0 30 2 * * *", retention: 30d}}
         values:
           command: [/opt/keycloak/bin/kc.sh, start, --http-port=8080, --hostname-strict=false]
           database: {vendor: postgres, hostname: keycloak-db-rw, port: 5432, database: app, existingSecret: keycloak-db-app, existingSecretKey: password}

@@ -34,6 +34,7 @@ RELEASES = {
 }  # fmt: skip
 EXPOSED = {"minio", "kube-prometheus-stack", "forgejo", "woodpecker", "harbor", "keycloak"}
 DATABASES = {"forgejo", "woodpecker", "keycloak"}
+BACKED_UP = {"forgejo", "keycloak"}  # database.backup: nightly to MinIO
 
 
 class Platform:
@@ -142,9 +143,12 @@ def test_plan_of_the_empty_cluster(installed):
         RELEASES, "install"
     )
     dbs, access = res["changes"]["objects:databases"], res["changes"]["objects:access"]
+    backups = [f"Secret/{k}/palplat-backup-store" for k in BACKED_UP]
+    backups += [f"ScheduledBackup/{k}/{k}-db" for k in BACKED_UP]
     assert sorted(dbs) == sorted(
         [f"Namespace/{k}" for k in DATABASES] + [f"Cluster/{k}/{k}-db" for k in DATABASES]
-    )
+        + backups
+    )  # fmt: skip
     assert len([k for k in access if k.startswith("Ingress/")]) == len(EXPOSED)
     assert len([k for k in access if k.startswith("Probe/monitoring/")]) == len(EXPOSED)
     # MinIO's backup user's key: a Secret made before the release, its value masked

@@ -41,12 +41,16 @@ def check(cfg: PalplatPillar) -> list[PillarProblem]:
                         f"{key}:needs",
                     )
                 )
-            if rel.database.backup is not None:
+            store = cfg.services.defaults.object_store
+            if rel.database.backup is not None and (
+                store is None or store.access_key is None or store.secret_key is None
+            ):
                 out.append(
                     PillarProblem(
                         f"{BASE}:{key}:database:backup",
-                        "backups of platform databases are not supported yet; remove backup "
-                        "(back the database up with a CloudNativePG ScheduledBackup)",
+                        "needs the object store the backups go to: set palplat:services:"
+                        "defaults:object_store (endpoint, bucket, access_key, secret_key), "
+                        "shared with the services' databases, or remove backup",
                     )
                 )
         ex = rel.expose

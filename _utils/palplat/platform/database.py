@@ -8,6 +8,7 @@ copied into values or the pillar. Shared by the platform's releases and service 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,8 +53,7 @@ def cnpg_cluster(
 ) -> CnpgDatabase:
     """The Cluster ``<name>-db`` in ``namespace`` (``db.instances``, ``db.size`` on the
     default StorageClass, database ``app`` owned by ``app``) and its credentials' Secret.
-    ``db.backup`` is not turned into a backup here: that needs an object store (see
-    ``palplat.services``)."""
+    ``db.backup`` is added by :func:`backup_objects` (it needs the object store)."""
     cluster = cluster_name(name)
     meta: dict[str, Any] = {"name": cluster, "namespace": namespace}
     if labels:
@@ -75,3 +75,54 @@ def cnpg_cluster(
         secret=f"{cluster}-app",
         host=f"{cluster}-rw",
     )
+
+
+BACKUP_SECRET = "palplat-backup-store"  # the object store's keys, beside each Cluster
+
+
+def backup_objects(
+    cluster: dict[str, Any],
+    path: str,
+    db: Database,
+    store: Any,
+    meta: Callable[[str], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Scheduled backups of ``cluster`` (its manifest gets ``spec.backup``: barman to
+    ``s3://<bucket>/<path>`` at ``store.endpoint``, ``db.backup.retention``) and the two
+    objects beside it: the Secret ``palplat-backup-store`` with the store's keys and the
+    ScheduledBackup ``<cluster>`` (``db.backup.schedule``). ``store``: a
+    ``services:defaults:object_store`` (endpoint, bucket, access_key, secret_key);
+    ``meta(name)``: the metadata of an object of that name beside the Cluster. Shared by
+    the platform's releases and service onboarding."""
+    assert db.backup is not None
+    name = cluster["metadata"]["name"]
+    cluster["spec"]["backup"] = {
+        "retentionPolicy": db.backup.retention,
+        "barmanObjectStore": {
+            "destinationPath": f"s3://{store.bucket}/{path}",
+            "endpointURL": str(store.endpoint),
+            "s3Credentials": {
+                "accessKeyId": {"name": BACKUP_SECRET, "key": "ACCESS_KEY_ID"},
+                "secretAccessKey": {"name": BACKUP_SECRET, "key": "ACCESS_SECRET_KEY"},
+            },
+        },
+    }
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": meta(BACKUP_SECRET),
+        "type": "Opaque",
+        "stringData": {"ACCESS_KEY_ID": store.access_key, "ACCESS_SECRET_KEY": store.secret_key},
+    }
+    scheduled = {
+        "apiVersion": CNPG_API,
+        "kind": "ScheduledBackup",
+        "metadata": meta(name),
+        "spec": {
+            "schedule": db.backup.schedule,
+            "cluster": {"name": name},
+            "backupOwnerReference": "self",
+            "method": "barmanObjectStore",
+        },
+    }
+    return [secret, scheduled]

@@ -8,7 +8,9 @@ Three groups of manifests, each applied by server-side apply with its own owner 
   charts that read an ``existingSecret``. Applied before any release; pruned (Secrets
   only): an entry removed from the pillar removes its Secret.
 - ``databases`` (owner ``palplat-platform-databases``): for every release with
-  ``database``, its namespace and CloudNativePG Cluster ``<key>-db``. Applied after the
+  ``database``, its namespace and CloudNativePG Cluster ``<key>-db`` (with ``backup``:
+  barman to ``s3://<bucket>/platform/<key>`` of ``services:defaults:object_store``, its
+  keys' Secret and a ScheduledBackup). Applied after the
   releases that do not need a database (CloudNativePG among them: it serves the Cluster
   kind) and before the releases that do (their pods read ``<key>-db-app``). Never pruned:
   removing ``database`` from a release leaves the Cluster and its data (delete it by hand).
@@ -26,7 +28,7 @@ from typing import Any
 
 from palplat.model import PalplatPillar, Release
 from palplat.platform.access import MON_API, blackbox_probe, tailscale_ingress
-from palplat.platform.database import cnpg_cluster
+from palplat.platform.database import backup_objects, cnpg_cluster
 
 SECRETS = "secrets"
 DATABASES = "databases"
@@ -155,7 +157,15 @@ def groups(cfg: PalplatPillar, releases: Mapping[str, Release]) -> dict[str, Gro
         if rel.database is not None:
             if rel.namespace not in namespaces and rel.namespace not in made:
                 namespaces.append(rel.namespace)
-            dbs.manifests.append(cnpg_cluster(key, rel.namespace, rel.database).manifest)
+            cluster = cnpg_cluster(key, rel.namespace, rel.database).manifest
+            dbs.manifests.append(cluster)
+            store = cfg.services.defaults.object_store
+            if rel.database.backup is not None and store is not None:
+                ns = rel.namespace
+                dbs.manifests += backup_objects(
+                    cluster, f"platform/{key}", rel.database, store,
+                    lambda n, ns=ns: {"name": n, "namespace": ns},
+                )  # fmt: skip
         ex = rel.expose
         if ex is None:
             continue

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from palplat.platform.access import blackbox_probe, tailscale_ingress
-from palplat.platform.database import CNPG_API, cnpg_cluster
+from palplat.platform.database import CNPG_API as CNPG_API  # re-exported (inventory)
+from palplat.platform.database import backup_objects, cnpg_cluster
 from palplat.secret import Secret
 from palplat.services import network
 from palplat.services.resolve import (
-    BACKUP_SECRET,
     PULL_ROBOT,
     PULL_SECRET,
     PUSH_ROBOT,
@@ -221,47 +221,10 @@ def _database(plan: Plan, spec: Spec) -> list[dict[str, Any]]:
     db = spec.entry.database
     assert db is not None
     cluster = cnpg_cluster(spec.name, spec.namespace, db).manifest
-    out = [cluster]
     store = plan.defaults.object_store
     if db.backup is None or store is None:
-        return out
-    cluster["spec"]["backup"] = {
-        "retentionPolicy": db.backup.retention,
-        "barmanObjectStore": {
-            "destinationPath": f"s3://{store.bucket}/{spec.name}",
-            "endpointURL": store.endpoint,
-            "s3Credentials": {
-                "accessKeyId": {"name": BACKUP_SECRET, "key": "ACCESS_KEY_ID"},
-                "secretAccessKey": {"name": BACKUP_SECRET, "key": "ACCESS_SECRET_KEY"},
-            },
-        },
-    }
-    out.append(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": _meta(spec, BACKUP_SECRET),
-            "type": "Opaque",
-            "stringData": {
-                "ACCESS_KEY_ID": store.access_key,
-                "ACCESS_SECRET_KEY": store.secret_key,
-            },
-        }
-    )
-    out.append(
-        {
-            "apiVersion": CNPG_API,
-            "kind": "ScheduledBackup",
-            "metadata": _meta(spec, spec.db_cluster),
-            "spec": {
-                "schedule": db.backup.schedule,
-                "cluster": {"name": spec.db_cluster},
-                "backupOwnerReference": "self",
-                "method": "barmanObjectStore",
-            },
-        }
-    )
-    return out
+        return [cluster]
+    return [cluster, *backup_objects(cluster, spec.name, db, store, lambda n: _meta(spec, n))]
 
 
 def _application(plan: Plan, spec: Spec) -> dict[str, Any]:

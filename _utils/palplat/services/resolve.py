@@ -44,7 +44,6 @@ PUSH_ROBOT = "palplat-push"
 PULL_ROBOT = "palplat-pull"
 PULL_SECRET = "palplat-registry-pull"
 PUSH_SECRET = "palplat-registry-push"
-BACKUP_SECRET = "palplat-backup-store"
 CI_SECRETS = ("registry", "registry_username", "registry_password")
 
 

@@ -94,7 +94,10 @@ def test_example_layout_and_groups(example):
     store = cfg.services.defaults.object_store
     assert store.secret_key.reveal() == key.reveal()  # one value (a YAML alias)
     dbs = groups["databases"]
-    assert [m["kind"] for m in dbs.manifests] == ["Namespace"] * 3 + ["Cluster"] * 3
+    backups = ["Secret", "ScheduledBackup"]  # forgejo and keycloak back up
+    assert [m["kind"] for m in dbs.manifests] == ["Namespace"] * 3 + [
+        "Cluster", *backups, "Cluster", *backups, "Cluster"
+    ]  # fmt: skip
     assert not dbs.prune and groups["access"].prune
     kinds = {}
     for m in groups["access"].manifests:
@@ -123,11 +126,6 @@ def test_fullname_follows_the_charts_rule(example):
             "CloudNativePG",
         ),
         (
-            lambda r: r["keycloak"]["database"].update(backup={"schedule": "0 0 3 * * *"}),
-            "palplat:platform:releases:keycloak:database:backup",
-            "not supported",
-        ),
-        (
             lambda r: r["harbor"]["expose"].update(url="https://forgejo.tail0000.ts.net"),
             "palplat:platform:releases:harbor:expose:url",
             "already used",
@@ -152,3 +150,28 @@ def test_pillar_checks(example, mutate, path, words):
     found = {p.path: str(p) for p in exc.value.problems}
     assert path in found, str(exc.value)
     assert words in found[path]
+
+
+def test_platform_database_backups_to_the_object_store(example):
+    """``database.backup`` of a release: barman to the services' object store under
+    ``platform/<key>``, its keys' Secret and a ScheduledBackup beside the Cluster; without
+    an object store the pillar is refused at that path."""
+    cfg = config.load(example)
+    rels = config.releases(cfg)
+    dbs = objects.groups(cfg, rels)["databases"].manifests
+    by = {(m["kind"], m["metadata"]["namespace"] if "namespace" in m["metadata"] else ""): m
+          for m in dbs if m["kind"] != "Namespace"}  # fmt: skip
+    for key in ("forgejo", "keycloak"):
+        ns = rels[key].namespace
+        barman = by[("Cluster", ns)]["spec"]["backup"]["barmanObjectStore"]
+        assert barman["destinationPath"] == f"s3://cnpg-backups/platform/{key}"
+        assert by[("ScheduledBackup", ns)]["spec"]["cluster"] == {"name": f"{key}-db"}
+        keys = by[("Secret", ns)]["stringData"]
+        assert str(keys["ACCESS_SECRET_KEY"]) == "<hidden>"
+    pillar = copy.deepcopy(example)
+    pillar["palplat"]["services"]["defaults"].pop("object_store")
+    pillar["palplat"]["services"].pop("pal-e-docs")  # its own backup needs the store too
+    with pytest.raises(PillarError) as exc:
+        config.load(pillar)
+    found = {p.path: str(p) for p in exc.value.problems}
+    assert "object_store" in found["palplat:platform:releases:keycloak:database:backup"]
