@@ -26,6 +26,7 @@ from palplat.k3s.layout import holds_the_cluster as holds_the_cluster  # re-expo
 from palplat.k3s.layout import kubeconfig_path as kubeconfig_path  # re-exported
 from palplat.model import PalplatPillar, Release, Service, Services
 from palplat.platform import checks as platform_checks
+from palplat.secret import SECRET_ERROR
 from palplat.services import checks as service_checks
 
 ROOT = "palplat"
@@ -181,7 +182,8 @@ def _problems(exc: ValidationError) -> list[PillarProblem]:
             msg = msg.replace("Input should be", "must be")
         else:
             msg = msg.replace("Input should be", "must be").replace("String should", "must")
-        found = None if typ == "missing" else _found(err.get("input"))
+        # a secret field's input is never rendered (SECRET_ERROR: it held a mapping/list)
+        found = None if typ in ("missing", SECRET_ERROR) else _found(err.get("input"))
         out.append(PillarProblem(_path(loc), msg, found))
     return out
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
-from pydantic_core import core_schema
+from pydantic_core import PydanticCustomError, core_schema
 
 from palplat import redact
 
 PGP_HEADER = "-----BEGIN PGP MESSAGE-----"
+# pydantic error type of a secret field given a mapping or list (its value is not shown)
+SECRET_ERROR = "palplat_secret"
 
 
 class Secret(redact.Hidden):
@@ -55,7 +57,11 @@ class Secret(redact.Hidden):
                     "gpg_keydir holds the private key of the recipient it was encrypted for"
                 )
             if v is None or isinstance(v, (dict, list)):
-                raise ValueError("expected a secret scalar (string or number)")
+                # its own error type: the pillar error must not show what was found here
+                # (a key pasted one level too deep would be printed in the clear)
+                raise PydanticCustomError(
+                    SECRET_ERROR, "expected a secret scalar (string or number)"
+                )
             return cls(v)
 
         return core_schema.no_info_plain_validator_function(

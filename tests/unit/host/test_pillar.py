@@ -166,6 +166,15 @@ def test_tailscale_auth_key_is_a_secret():
     assert "tskey-auth-123" not in cfg.model_dump_json()
 
 
+@pytest.mark.parametrize("value", [{"key": "tskey-auth-456"}, ["tskey-auth-456"]])
+def test_an_auth_key_one_level_too_deep_is_not_shown(value):
+    """The pillar error shows what it found for other fields; for a secret it does not."""
+    with pytest.raises(PillarError) as exc:
+        config.load({"palplat": host(tailscale={"version": "1.76.6", "auth_key": value})})
+    assert "palplat:host:tailscale:auth_key: expected a secret scalar" in str(exc.value)
+    assert "tskey-auth-456" not in str(exc.value)
+
+
 @pytest.mark.parametrize("pillar, what", [({}, "is missing"), ({"palplat": None}, "is null")])
 def test_a_minion_without_a_palplat_pillar_is_refused_when_required(pillar, what):
     with pytest.raises(PillarError) as exc:
