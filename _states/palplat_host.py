@@ -20,6 +20,21 @@ def _settings(cfg):
     return settings.settings(cfg, __grains__.get("os_family", "Debian"))
 
 
+def _left_alone(name, h, tailscale_too=False):
+    """The 'nothing to do' return where the pillar says the host (or Tailscale) is not
+    palplat's: host.sls renders none of these states then, this also holds when a state is
+    called on its own (``state.single``)."""
+    if not h.manage:
+        return loaderkit.state_ret(
+            name, {}, True, "palplat:host:manage is false: the host is left alone"
+        )
+    if tailscale_too and not h.tailscale.enabled:
+        return loaderkit.state_ret(
+            name, {}, True, "palplat:host:tailscale:enabled is false: nothing to do"
+        )
+    return None
+
+
 @loaderkit.state
 def checked(name="palplat:host"):
     """Check the pillar against this host before the stage changes anything: every
@@ -37,7 +52,11 @@ def modules_loaded(name="palplat:host:kernel_modules"):
     kernel); ``modprobe`` the others, then verify. The boot-time list is the
     ``modules-load.d`` file host.sls writes with ``file.managed``."""
     e = _env()
-    s = _settings(e.config())
+    cfg = e.config()
+    skip = _left_alone(name, cfg.host)
+    if skip:
+        return skip
+    s = _settings(cfg)
     names = (s["modules"] or {}).get("names", [])
     missing = kernel.missing_modules(names)
     if not missing:
@@ -54,7 +73,10 @@ def swap_off(name="palplat:host:swap"):
     """No active swap and no swap line in /etc/fstab (commented out, not deleted)."""
     e = _env()
     h = e.config().host
-    if not h.manage or h.swap != "off":
+    skip = _left_alone(name, h)
+    if skip:
+        return skip
+    if h.swap != "off":
         return loaderkit.state_ret(name, {}, True, "palplat:host:swap is keep: swap is left alone")
     changes = kernel.swap_plan()
     if not changes:
@@ -71,6 +93,9 @@ def tailscale_installed(name="tailscaled"):
     ``--version`` checked) and their unit; nothing to do when that version runs."""
     e = _env()
     cfg = e.config()
+    skip = _left_alone(name, cfg.host, tailscale_too=True)
+    if skip:
+        return skip
     plan = tailscale.install_plan(cfg.host.tailscale)
     if not plan.changes:
         return loaderkit.state_ret(name, {}, True, f"tailscale {plan.current} is installed")
@@ -88,7 +113,11 @@ def tailscale_joined(name="tailscale"):
     and ``tailscale up --auth-key=file:<path>`` reads it there (never argv); verified with
     ``tailscale status``."""
     e = _env()
-    ts = e.config().host.tailscale
+    h = e.config().host
+    skip = _left_alone(name, h, tailscale_too=True)
+    if skip:
+        return skip
+    ts = h.tailscale
     plan = tailscale.join_plan(ts)
     if not plan.changes:
         return loaderkit.state_ret(name, {}, True, plan.comment)
@@ -105,7 +134,11 @@ def verified(name="palplat:host"):
     Tailscale. Changes nothing; in test mode a difference is what the states before it
     would fix (result None)."""
     e = _env()
-    s = _settings(e.config())
+    cfg = e.config()
+    skip = _left_alone(name, cfg.host)
+    if skip:
+        return skip
+    s = _settings(cfg)
     bad = verify.verify(s)
     checked_ = ", ".join(verify.checks(s)) or "nothing to check"
     if not bad:

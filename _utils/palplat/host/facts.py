@@ -1,14 +1,16 @@
 """Checks of ``palplat:host`` against the host itself, run on the minion by
 ``palplat_host.checked`` before any host state: things the master cannot know (which
-kernel parameters this kernel has, this host's tz database). Same form as the pillar
-checks: one :class:`PillarProblem` per problem, with its pillar path."""
+kernel modules and parameters this kernel has, this host's tz database). Same form as the
+pillar checks: one :class:`PillarProblem` per problem, with its pillar path."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from palplat.errors import PillarProblem
+from palplat.host.kernel import module_known
 from palplat.host.settings import SYSCTL_FROM_MODULE, modules, sysctls
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,6 +32,23 @@ def problems(cfg: PalplatPillar, root: str | Path = "/") -> list[PillarProblem]:
     if not h.manage:
         return out
     loaded_later = set(modules(cfg))
+    release = os.uname().release
+    for name in modules(cfg):
+        if module_known(name, root) is not False:
+            continue
+        own = name in h.kernel_modules
+        out.append(
+            PillarProblem(
+                f"{BASE}:kernel_modules:{h.kernel_modules.index(name)}"
+                if own
+                else f"{BASE}:k3s_prerequisites",
+                ("" if own else f"needs the kernel module {name}: ")
+                + f"no such kernel module for the running kernel {release} (not loaded, not "
+                f"built in, not in /lib/modules/{release}/modules.dep); check the name "
+                "(`modinfo <name>`) or install the kernel's extra modules package",
+                name,
+            )
+        )
     for name in sysctls(cfg):
         if sysctl_path(name, root).exists():
             continue

@@ -56,15 +56,43 @@ def missing_modules(names: list[str], root: str | Path = "/") -> list[str]:
     return [m for m in names if not module_available(m, root)]
 
 
+def module_known(name: str, root: str | Path = "/") -> bool | None:
+    """Whether the running kernel can have ``name``: available now (see
+    :func:`module_available`), or a module or alias of its tree (``modules.dep``,
+    ``modules.alias`` under ``/lib/modules/<release>``). None: no module tree to look in
+    (a container, a kernel without modules), so nobody can tell before ``modprobe``."""
+    if module_available(name, root):
+        return True
+    base = Path(root) / "lib/modules" / os.uname().release
+    dep = _read(base / "modules.dep")
+    if not dep.strip():
+        return None
+    mod = name.replace("-", "_")
+    for ln in dep.splitlines():
+        path = ln.split(":", 1)[0].strip()
+        if path and Path(path).name.split(".ko")[0].replace("-", "_") == mod:
+            return True
+    for ln in _read(base / "modules.alias").splitlines():
+        fields = ln.split()
+        if len(fields) == 3 and fields[0] == "alias" and fields[1].replace("-", "_") == mod:
+            return True
+    return False
+
+
 def load_modules(names: list[str], root: str | Path = "/", run=proc.run) -> list[str]:
     """``modprobe`` every module that is not available; verify; return those loaded."""
     missing = missing_modules(names, root)
+    why = {}
     for m in missing:
-        run(["modprobe", m], timeout=60)
+        res = run(["modprobe", m], check=False, timeout=60)
+        if res.returncode != 0:
+            why[m] = (res.stderr or res.stdout or "").strip()[-300:]
     still = missing_modules(names, root)
     if still:
+        errors = "".join(f"; modprobe {m}: {why[m]}" for m in still if why.get(m))
         raise PalplatError(
-            f"kernel modules {', '.join(still)} are still not available after modprobe; "
+            f"kernel modules {', '.join(still)} are still not available after modprobe"
+            f"{errors}. Check the names in palplat:host:kernel_modules (`modinfo <name>`), "
             "install the kernel's modules package or use a kernel that has them"
         )
     return missing

@@ -60,6 +60,16 @@ def test_load_modules_modprobes_only_the_missing_and_verifies(tmp_path):
     with pytest.raises(PalplatError, match="still not available"):
         kernel.load_modules(["nosuch"], tmp_path, Runner())
 
+    # modprobe's own error and the pillar path, not a bare CommandError
+    def failing(argv, check=True, timeout=None, **kw):
+        assert check is False
+        return proc.Result(list(argv), 1, "", "modprobe: FATAL: Module nosuch not found")
+
+    with pytest.raises(PalplatError) as exc:
+        kernel.load_modules(["nosuch"], tmp_path, failing)
+    assert "Module nosuch not found" in str(exc.value)
+    assert "palplat:host:kernel_modules" in str(exc.value)
+
 
 def test_swap_plan_and_off(tmp_path):
     write(tmp_path, "proc/swaps", "Filename Type Size Used Priority\n/swapfile file 1024 0 -2\n")

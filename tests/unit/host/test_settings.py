@@ -170,3 +170,30 @@ def test_a_missing_prerequisite_sysctl_names_the_prerequisites(tmp_path):
     assert (
         p.path == "palplat:host:k3s_prerequisites" and "net.ipv6.conf.all.forwarding" in p.message
     )
+
+
+def test_a_kernel_module_this_kernel_does_not_have(tmp_path):
+    """A misspelt module is refused before host.sls writes modules-load.d; a kernel with no
+    module tree (a container) cannot tell, so nothing is reported there."""
+    import os
+    import shutil
+
+    root = fake_root(tmp_path, list(settings.K3S_SYSCTL))
+    (root / "proc").mkdir(exist_ok=True)
+    (root / "proc/filesystems").write_text("nodev\toverlay\n")
+    c = cfg(host={"kernel_modules": ["wireguard", "wireguardd", "fs-overlay"]})
+    assert facts.problems(c, root) == []  # no /lib/modules/<release>: unknown
+    base = root / "lib/modules" / os.uname().release
+    base.mkdir(parents=True)
+    (base / "modules.dep").write_text(
+        "kernel/net/bridge/br_netfilter.ko.zst: kernel/net/bridge/bridge.ko.zst\n"
+        "kernel/drivers/net/wireguard/wireguard.ko.zst:\n"
+    )
+    (base / "modules.alias").write_text("alias fs-overlay overlay\n")
+    (p,) = facts.problems(c, root)
+    assert p.path == "palplat:host:kernel_modules:1" and "no such kernel module" in p.message
+    assert "modinfo" in p.message
+    (base / "modules.dep").write_text("kernel/drivers/net/wireguard/wireguard.ko:\n")
+    shutil.rmtree(root / "proc/sys/net/bridge")  # br_netfilter is not loaded either
+    paths = [p.path for p in facts.problems(c, root)]
+    assert paths == ["palplat:host:k3s_prerequisites", "palplat:host:kernel_modules:1"]

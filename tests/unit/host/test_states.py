@@ -88,3 +88,30 @@ def test_settings_for_the_sls(monkeypatch):
     bad = host_mod.settings()
     assert bad["valid"] is False and bad["manage"] is False
     assert "palplat:host:packages:0" in bad["problems"][0]
+
+
+@pytest.mark.parametrize("test", [True, False])
+def test_states_leave_an_unmanaged_host_alone(monkeypatch, opts, test):
+    """host:manage false (the sandbox): a state called on its own (state.single) changes
+    nothing either, in both modes; Tailscale's states need tailscale:enabled."""
+    from palplat.host import tailscale
+
+    opts["test"] = test
+
+    def boom(*a, **kw):
+        raise AssertionError("must not be called")
+
+    for mod, fn in ((kernel, "missing_modules"), (kernel, "swap_plan"), (verify, "verify")):
+        monkeypatch.setattr(mod, fn, boom)
+    for fn in ("install_plan", "join_plan", "install", "join"):
+        monkeypatch.setattr(tailscale, fn, boom)
+    monkeypatch.setattr(palplat_host, "__pillar__", {"palplat": {"host": {"manage": False}}})
+    for state in ("modules_loaded", "swap_off", "tailscale_installed", "tailscale_joined"):
+        ret = getattr(palplat_host, state)()
+        assert ret["result"] is True and ret["changes"] == {}, (state, ret)
+        assert "manage is false" in ret["comment"]
+    assert "manage is false" in palplat_host.verified()["comment"]
+    monkeypatch.setattr(palplat_host, "__pillar__", PILLAR)  # tailscale not enabled
+    for state in ("tailscale_installed", "tailscale_joined"):
+        ret = getattr(palplat_host, state)()
+        assert ret["result"] is True and "tailscale:enabled is false" in ret["comment"]
