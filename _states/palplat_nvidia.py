@@ -268,9 +268,10 @@ def verified(name="nvidia.com/gpu"):
                 name, {}, True, f"node {node} offers {want} {name}: every link holds"
             )
         now = f"now broken at '{broken.name}': {broken.detail}" if broken else "cluster not up"
+        # no changes: the real run only waits and checks, it changes nothing either
         return loaderkit.state_ret(
             name,
-            {name: {"old": None, "new": want, "node": node}},
+            {},
             None,
             f"would wait up to {cfg.gpu.verify_timeout}s for node {node} to offer {want} "
             f"{name} ({now})",

@@ -72,8 +72,9 @@ def os_key(grains: Mapping[str, Any]) -> str:
     found = " ".join(x for x in (name or family or "an unknown OS", release) if x)
     raise InputError(
         f"the GPU stage installs the NVIDIA driver on {SUPPORTED}; this node runs {found}. "
-        "Install the driver and toolkit yourself and set palplat:gpu:container_toolkit: false, "
-        "or run the node on a supported OS"
+        "Run the node on a supported OS, or set palplat:gpu:enabled: false in this node's "
+        "pillar and set up the driver, nvidia-container-toolkit, k3s's nvidia runtime and the "
+        "node label nvidia.com/gpu.present=true yourself"
     )
 
 

@@ -75,12 +75,14 @@ def host_links(cfg: PalplatPillar, det: Detection) -> list[Link]:
     else:
         v = inst.version if inst else loaded.version
         out.append(Link("driver", True, f"nvidia module {v or '(version unknown)'}"))
-    if not loaded.loaded:
+    if not loaded.loaded and inst is None:
+        out.append(Link("module loaded", False, "the nvidia module is not loaded (nor installed)"))
+    elif not loaded.loaded:
         out.append(
             Link(
                 "module loaded",
                 False,
-                f"the nvidia module {inst.version if inst else ''} is installed but not loaded: "
+                f"the nvidia module {inst.version or ''} is installed but not loaded: "
                 "reboot the node (or modprobe nvidia), palplat never reboots",
             )
         )

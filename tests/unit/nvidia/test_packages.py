@@ -136,6 +136,10 @@ def test_unsupported_os(grains):
     with pytest.raises(InputError, match="Arch Linux, Debian 12 and Ubuntu 24.04") as exc:
         packages.plan(gpu(), grains)
     assert grains["osrelease"] in str(exc.value)
+    # the way out that works: the driver state plans packages whatever container_toolkit is
+    assert "palplat:gpu:enabled: false" in str(exc.value)
+    with pytest.raises(InputError):
+        packages.plan(gpu(container_toolkit=False), grains)
 
 
 def test_plan_as_dict_is_plain_data():

@@ -277,6 +277,7 @@ def test_verified(env, opts, monkeypatch, test):
     ret = palplat_nvidia.verified()
     if test:
         assert ret["result"] is None and "now broken at 'node allocatable'" in ret["comment"]
+        assert ret["changes"] == {}  # as the real run: it waits, it changes nothing
     else:
         assert ret["result"] is False
         assert "GPU chain broken at 'node allocatable'" in ret["comment"]

@@ -70,6 +70,7 @@ def test_driver_missing(node):
     e = broken(c, k)
     assert e.link.name == "driver"
     assert str(e).startswith("GPU chain broken at 'driver': no nvidia kernel module is installed")
+    assert e.links[1].detail == "the nvidia module is not loaded (nor installed)"
 
 
 def test_module_not_loaded(node):
