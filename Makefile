@@ -20,7 +20,7 @@ help:
 	@echo "make sandbox-report  write docs/examples (plan, status) from a running sandbox"
 	@echo "make lint          ruff"
 	@echo "make schema        regenerate schema/palplat.schema.json"
-	@echo "make encrypt VALUE=... RECIPIENT=...   GPG-encrypt a pillar secret"
+	@echo "make encrypt RECIPIENT=...   GPG-encrypt a pillar secret (asks for it: never on the command line)"
 
 $(VENV)/.installed: pyproject.toml tools/constraints.txt
 	$(PYTHON) -m venv $(VENV)

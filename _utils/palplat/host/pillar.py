@@ -18,7 +18,7 @@ import re
 import struct
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from palplat.fields import DnsLabel, Model, Port
 from palplat.secret import Secret
@@ -201,6 +201,11 @@ Tag = Annotated[str, AfterValidator(tag)]
 # ------------------------------------------------------------------------------- models
 
 
+def _swap_word(v: Any) -> Any:
+    """YAML 1.1 (Salt's loader) reads a bare ``off`` as false: that is what it meant."""
+    return "off" if v is False else v
+
+
 class User(Model):
     """An operator account: key-only login (no password is ever set)."""
 
@@ -305,8 +310,10 @@ class Host(Model):
         description="Kernel parameters, now and at every boot (sysctl.d); override the "
         "k3s prerequisites by naming them.",
     )
-    swap: Literal["off", "keep"] = Field(
-        "off", description="off: no active swap and none at boot (what k3s's kubelet expects)."
+    swap: Annotated[Literal["off", "keep"], BeforeValidator(_swap_word)] = Field(
+        "off",
+        description="off: no active swap and none at boot (what k3s's kubelet expects). A "
+        "bare YAML off (read as false) means off.",
     )
     time_sync: TimeSync = TimeSync()
     journald: Journald = Journald()

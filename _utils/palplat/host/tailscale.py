@@ -165,6 +165,11 @@ def _key_differs(ts: Tailscale) -> bool:
         return Path(ts.auth_key_file).read_text().strip() != str(ts.auth_key.reveal()).strip()
     except FileNotFoundError:
         return True
+    except OSError as exc:
+        raise TailscaleError(
+            f"{P}:auth_key_file: {ts.auth_key_file} cannot be read ({exc.strerror}); it must be "
+            "a regular file palplat (root) can read and write, mode 0600"
+        ) from None
 
 
 def join_plan(ts: Tailscale, run=proc.run, cli: str = TAILSCALE) -> JoinPlan:
@@ -175,7 +180,8 @@ def join_plan(ts: Tailscale, run=proc.run, cli: str = TAILSCALE) -> JoinPlan:
     up = state != "Running" or tags != sorted(ts.tags)
     changes: dict[str, Any] = {}
     if key_changed:
-        changes["auth_key_file"] = {"old": None, "new": f"{ts.auth_key_file} (0600)"}
+        old = "another key" if Path(ts.auth_key_file).exists() else None
+        changes["auth_key_file"] = {"old": old, "new": f"{ts.auth_key_file} (0600)"}
     if up:
         changes["tailscale"] = {
             "old": {"state": state, "tags": tags},

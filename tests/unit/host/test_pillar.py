@@ -189,3 +189,10 @@ def test_loaderkit_env_requires_the_palplat_pillar():
 
     with pytest.raises(PillarError, match="palplat: is missing"):
         loaderkit.env({}, {}, {"other": 1}, {}).config()
+
+
+def test_swap_off_read_as_false_by_yaml_means_off():
+    from palplat import config
+
+    cfg = config.load({"palplat": {"host": {"swap": False}}})
+    assert cfg.host.swap == "off"
