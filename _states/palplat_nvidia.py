@@ -164,11 +164,15 @@ def runtime_(name="k3s-nvidia-runtime"):
     comments = []
     pending = e.test and cfg.gpu.container_toolkit and runtime.find_toolkit(cfg.gpu.root) is None
     if e.test and cfg.k3s.mode == "install" and not runtime.read_containerd(cfg).exists:
+        # a bare host: k3s (earlier in the same run) starts with the toolkit in place and
+        # writes the nvidia runtime itself; what is left (a restart, the RuntimeClass) is
+        # known only once it runs: pending, with no change claimed that may not happen
         return loaderkit.state_ret(
             name,
-            {"k3s": {"old": None, "new": "nvidia runtime"}},
+            {},
             None,
-            "would check k3s's containerd config for the nvidia runtime once k3s runs",
+            "pending: k3s does not run yet; its containerd config (nvidia runtime) and the "
+            "RuntimeClass are checked once it does",
         )
     p = runtime.plan(cfg, toolkit_pending=pending)
     changes = p.changes
