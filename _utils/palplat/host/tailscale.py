@@ -148,6 +148,33 @@ def status(run=proc.run, cli: str = TAILSCALE) -> dict[str, Any]:
         return {"BackendState": "Unreachable", "Error": (res.stderr or res.stdout).strip()[-300:]}
 
 
+def prefs(run=proc.run, cli: str = TAILSCALE) -> dict[str, Any]:
+    """``tailscale debug prefs`` (the node's settings: ``Hostname``, ``ControlURL``,
+    ``RouteAll``, ...); empty when it cannot be read (then nothing is compared)."""
+    res = run([cli, "debug", "prefs"], check=False, timeout=30)
+    try:
+        out = json.loads(res.stdout) if res.returncode == 0 else {}
+    except ValueError:
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def settings_drift(ts: Tailscale, now: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The pillar's settings a running node does not have: ``hostname`` and
+    ``accept_routes`` (``tailscale set`` changes them), ``login_server`` (a new login)."""
+    out: dict[str, dict[str, Any]] = {}
+    if not now:
+        return out
+    if ts.hostname and now.get("Hostname") not in (None, ts.hostname):
+        out["hostname"] = {"old": now.get("Hostname"), "new": ts.hostname}
+    if "RouteAll" in now and bool(now["RouteAll"]) != ts.accept_routes:
+        out["accept_routes"] = {"old": bool(now["RouteAll"]), "new": ts.accept_routes}
+    url = (now.get("ControlURL") or "").rstrip("/")
+    if ts.login_server and url and url != ts.login_server.rstrip("/"):
+        out["login_server"] = {"old": url, "new": ts.login_server}
+    return out
+
+
 @dataclass
 class JoinPlan:
     state: str
@@ -156,6 +183,7 @@ class JoinPlan:
     up: bool
     comment: str
     changes: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # for `tailscale set`
 
 
 def _key_differs(ts: Tailscale) -> bool:
@@ -178,7 +206,13 @@ def join_plan(ts: Tailscale, run=proc.run, cli: str = TAILSCALE) -> JoinPlan:
     tags = sorted((st.get("Self") or {}).get("Tags") or [])
     key_changed = _key_differs(ts)
     up = state != "Running" or tags != sorted(ts.tags)
+    drift = {} if up else settings_drift(ts, prefs(run, cli))
+    if "login_server" in drift:
+        up = True  # another control server: a new login (with every setting)
+    settings = {} if up else drift
     changes: dict[str, Any] = {}
+    if settings:
+        changes["settings"] = settings
     if key_changed:
         old = "another key" if Path(ts.auth_key_file).exists() else None
         changes["auth_key_file"] = {"old": old, "new": f"{ts.auth_key_file} (0600)"}
@@ -192,12 +226,23 @@ def join_plan(ts: Tailscale, run=proc.run, cli: str = TAILSCALE) -> JoinPlan:
             f"{P}: the node is {state} and there is no auth key: set {P}:auth_key (GPG "
             f"pillar) or put the key in {ts.auth_key_file} (mode 0600)"
         )
-    comment = (
-        f"join the tailnet as {state} -> Running with tags {sorted(ts.tags)}"
-        if up
-        else f"on the tailnet (Running, tags {tags})"
-    )
-    return JoinPlan(state, tags, key_changed, up, comment, changes)
+    if up:
+        comment = f"join the tailnet as {state} -> Running with tags {sorted(ts.tags)}"
+    elif settings:
+        comment = f"set {', '.join(sorted(settings))} on the running node (tailscale set)"
+    else:
+        comment = f"on the tailnet (Running, tags {tags})"
+    return JoinPlan(state, tags, key_changed, up, comment, changes, settings)
+
+
+def set_argv(ts: Tailscale, settings: dict[str, Any], cli: str = TAILSCALE) -> list[str]:
+    """``tailscale set`` for the settings a running node changes without a new login."""
+    argv = [cli, "set"]
+    if "hostname" in settings:
+        argv.append(f"--hostname={ts.hostname}")
+    if "accept_routes" in settings:
+        argv.append(f"--accept-routes={'true' if ts.accept_routes else 'false'}")
+    return argv
 
 
 def up_argv(ts: Tailscale, cli: str = TAILSCALE, reauth: bool = False) -> list[str]:
@@ -223,6 +268,8 @@ def join(ts: Tailscale, plan: JoinPlan, run=proc.run, cli: str = TAILSCALE, prog
         # tags of a running node change only with a new login
         reauth = plan.state == "Running"
         run(up_argv(ts, cli, reauth), timeout=ts.up_timeout + 30)
+    elif plan.settings:
+        run(set_argv(ts, plan.settings, cli), timeout=60)
     st = status(run, cli)
     tags = sorted((st.get("Self") or {}).get("Tags") or [])
     if st.get("BackendState") != "Running" or tags != sorted(ts.tags):
@@ -231,6 +278,12 @@ def join(ts: Tailscale, plan: JoinPlan, run=proc.run, cli: str = TAILSCALE, prog
             f"after tailscale up the node is {st.get('BackendState')}{why} with tags {tags} "
             f"(want Running, {sorted(ts.tags)}); check that the auth key may use these tags "
             "(the tailnet policy's tagOwners)"
+        )
+    left = settings_drift(ts, prefs(run, cli)) if (plan.up or plan.settings) else {}
+    if left:
+        raise TailscaleError(
+            f"{P}: after tailscale {'up' if plan.up else 'set'} the node still differs: "
+            + ", ".join(f"{k} {v['old']!r} (want {v['new']!r})" for k, v in sorted(left.items()))
         )
     if progress:
         progress("done", "on the tailnet")

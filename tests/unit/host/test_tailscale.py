@@ -90,6 +90,7 @@ class FakeCli:
 
     def __init__(self, state="NeedsLogin", tags=()):
         self.state, self.tags, self.argv = state, list(tags), []
+        self.prefs: dict = {}
 
     def __call__(self, argv, check=True, timeout=None, **kw):
         assert not any(redact.contains_secret(a) for a in argv), argv
@@ -97,10 +98,27 @@ class FakeCli:
         if argv[1] == "status":
             out = {"BackendState": self.state, "Self": {"Tags": self.tags or None}}
             return proc.Result(argv, 0, json.dumps(out), "")
+        if argv[1:3] == ["debug", "prefs"]:
+            return proc.Result(argv, 0, json.dumps(self.prefs), "")
+        if argv[1] == "set":
+            for a in argv[2:]:
+                k, v = a[2:].split("=", 1)
+                if k == "hostname":
+                    self.prefs["Hostname"] = v
+                if k == "accept-routes":
+                    self.prefs["RouteAll"] = v == "true"
+            return proc.Result(argv, 0, "", "")
         if argv[1] == "up":
             key_file = argv[2].split("=file:", 1)[1]
             assert open(key_file).read().strip() == KEY
             self.state = "Running"
+            for a in argv:
+                if a.startswith("--hostname="):
+                    self.prefs["Hostname"] = a.split("=", 1)[1]
+                if a.startswith("--login-server="):
+                    self.prefs["ControlURL"] = a.split("=", 1)[1]
+                if a.startswith("--accept-routes="):
+                    self.prefs["RouteAll"] = a.endswith("=true")
             self.tags = [
                 t
                 for a in argv
@@ -142,7 +160,7 @@ def test_tags_of_a_running_node_change_with_a_new_login(tmp_path):
     cli = FakeCli("Running", ["tag:old"])
     plan = tailscale.join_plan(ts, cli, "tailscale")
     tailscale.join(ts, plan, cli, "tailscale")
-    assert "--force-reauth" in cli.argv[-2]
+    assert "--force-reauth" in next(a for a in cli.argv if a[1] == "up")
 
 
 def test_no_key_anywhere_is_an_error_that_says_where_to_put_one(tmp_path):
@@ -157,3 +175,50 @@ def test_status_without_tailscaled():
 
     assert tailscale.status(run, "tailscale")["BackendState"] == "Unreachable"
     assert tailscale.status(run, "/nonexistent/tailscale") == {"BackendState": "NotInstalled"}
+
+
+def test_settings_of_a_running_node_change_with_tailscale_set(tmp_path):
+    ts = ts_cfg(
+        tmp_path, auth_key=KEY, auth_key_file=str(tmp_path / "k"), tags=["tag:a"],
+        hostname="node2", accept_routes=True,
+    )  # fmt: skip
+    (tmp_path / "k").write_text(KEY + "\n")
+    cli = FakeCli("Running", ["tag:a"])
+    cli.prefs.update(
+        Hostname="node1", RouteAll=False, ControlURL="https://controlplane.tailscale.com"
+    )
+    plan = tailscale.join_plan(ts, cli, "tailscale")
+    assert not plan.up and plan.changes == {
+        "settings": {
+            "hostname": {"old": "node1", "new": "node2"},
+            "accept_routes": {"old": False, "new": True},
+        }
+    }
+    assert plan.comment.startswith("set accept_routes, hostname")
+    tailscale.join(ts, plan, cli, "tailscale")
+    assert ["tailscale", "set", "--hostname=node2", "--accept-routes=true"] in cli.argv
+    assert not any(a[1] == "up" for a in cli.argv)  # no new login for these
+    assert tailscale.join_plan(ts, cli, "tailscale").changes == {}
+
+
+def test_another_login_server_means_a_new_login(tmp_path):
+    ts = ts_cfg(
+        tmp_path, auth_key=KEY, auth_key_file=str(tmp_path / "k"), tags=["tag:a"],
+        login_server="https://headscale.example.net",
+    )  # fmt: skip
+    (tmp_path / "k").write_text(KEY + "\n")
+    cli = FakeCli("Running", ["tag:a"])
+    cli.prefs.update(ControlURL="https://controlplane.tailscale.com")
+    plan = tailscale.join_plan(ts, cli, "tailscale")
+    assert plan.up
+    tailscale.join(ts, plan, cli, "tailscale")
+    up = next(a for a in cli.argv if a[1] == "up")
+    assert "--login-server=https://headscale.example.net" in up and "--force-reauth" in up
+    assert tailscale.join_plan(ts, cli, "tailscale").changes == {}
+
+
+def test_unreadable_prefs_compare_nothing():
+    def run(argv, **kw):
+        return proc.Result(argv, 1, "", "unknown command")
+
+    assert tailscale.prefs(run, "tailscale") == {}
