@@ -105,13 +105,18 @@ def _cmd(tgt, tgt_type, timeout):
         )
         if not pub:
             return {}
-        out = {}
+        out, silent = {}, {}
         for got in client.get_cli_event_returns(pub["jid"], pub["minions"], timeout, tgt, tgt_type):
             for mid, data in (got or {}).items():
-                out[mid] = data.get("ret", {})
+                # "no_return": no event reached us, which is not yet "did not answer"
+                box = silent if data.get("out") == "no_return" else out
+                box[mid] = data.get("ret", {})
         if set(pub["minions"]) - set(out):
             for mid, data in client.get_cache_returns(pub["jid"]).items():
-                out.setdefault(mid, data.get("ret"))
+                if mid not in out and "ret" in data:
+                    out[mid] = data["ret"]
+        for mid, why in silent.items():
+            out.setdefault(mid, why)  # not in the job cache either: Salt's own words
         return out
 
     return cmd
