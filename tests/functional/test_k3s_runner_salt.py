@@ -122,14 +122,19 @@ def _changed(data):
     }
 
 
-def test_plan_shows_one_k3s_config_key_then_the_upgrade_order(setup):
+def _k3s_applied(setup):
+    """``palplat.k3s`` applied on both minions; the runner CLI and the two-minion target."""
     master, minions = setup["master"], setup["minions"]
     srv, agt = setup["srv"], setup["agt"]
     for mid in (srv, agt):
         ret = minions[mid].salt_call_cli(timeout=300).run("state.apply", "palplat.k3s")
         assert ret.returncode == 0, ret
     run = master.salt_run_cli(timeout=600)
-    tgt = [f"tgt={srv},{agt}", "tgt_type=list"]
+    return master, minions, srv, agt, run, [f"tgt={srv},{agt}", "tgt_type=list"]
+
+
+def test_plan_shows_one_k3s_config_key_then_the_upgrade_order(setup):
+    master, minions, srv, agt, run, tgt = _k3s_applied(setup)
 
     ret = run.run("palplat.plan", *tgt)
     assert ret.returncode == 0, ret.stdout
@@ -186,13 +191,7 @@ def test_plan_shows_one_k3s_config_key_then_the_upgrade_order(setup):
 
 
 def test_salt_run_upgrade_orders_server_then_drained_agent(setup):
-    master, minions = setup["master"], setup["minions"]
-    srv, agt = setup["srv"], setup["agt"]
-    for mid in (srv, agt):
-        ret = minions[mid].salt_call_cli(timeout=300).run("state.apply", "palplat.k3s")
-        assert ret.returncode == 0, ret
-    run = master.salt_run_cli(timeout=600)
-    tgt = [f"tgt={srv},{agt}", "tgt_type=list"]
+    master, minions, srv, agt, run, tgt = _k3s_applied(setup)
 
     ret = run.run("palplat_k3s.upgrade", *tgt)
     assert ret.data["result"] is True and "pinned version" in ret.data["comment"], ret
