@@ -2,7 +2,7 @@
 them (:mod:`.objects`), in order.
 
 1. Plan: one :func:`palplat.helm.plan` of every release (one ``helm list``, one LIST of
-   fingerprints, the drift LISTs) and a dry run of both object groups (one LIST per kind,
+   fingerprints, the drift LISTs) and a dry run of the object groups (one LIST per kind,
    no write for objects that hold their applied manifest). Nothing to do: return.
 2. Test mode: :func:`palplat.helm.converge` in test mode (manifest-level diffs) plus the
    objects' field diffs. Objects of a kind that a release of this run will serve (the

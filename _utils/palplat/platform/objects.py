@@ -10,10 +10,11 @@ Three groups of manifests, each applied by server-side apply with its own owner 
 - ``databases`` (owner ``palplat-platform-databases``): for every release with
   ``database``, its namespace and CloudNativePG Cluster ``<key>-db`` (with ``backup``:
   barman to ``s3://<bucket>/platform/<key>`` of ``services:defaults:object_store``, its
-  keys' Secret and a ScheduledBackup). Applied after the
+  keys' Secret and a ScheduledBackup). Pruned for those two kinds only: a backup
+  removed from the pillar removes its ScheduledBackup; the Cluster stays. Applied after the
   releases that do not need a database (CloudNativePG among them: it serves the Cluster
-  kind) and before the releases that do (their pods read ``<key>-db-app``). Never pruned:
-  removing ``database`` from a release leaves the Cluster and its data (delete it by hand).
+  kind) and before the releases that do (their pods read ``<key>-db-app``). Removing
+  ``database`` from a release leaves the Cluster and its data (delete it by hand).
 - ``access`` (owner ``palplat-platform-access``): for every release with ``expose``, a
   Tailscale Ingress ``palplat-<key>`` in its namespace and (``probe``) a blackbox Probe
   ``palplat-<key>`` in the blackbox exporter's namespace. Applied after every release;
@@ -43,6 +44,7 @@ BLACKBOX_PORT = 9115
 # The kinds of the access group, pruned even when none is left in the manifests
 ACCESS_KINDS = (("networking.k8s.io/v1", "Ingress"), (MON_API, "Probe"))
 SECRET_KINDS = (("v1", "Secret"),)
+BACKUP_KINDS = (("postgresql.cnpg.io/v1", "ScheduledBackup"), ("v1", "Secret"))
 
 
 @dataclass
@@ -145,11 +147,14 @@ def groups(cfg: PalplatPillar, releases: Mapping[str, Release]) -> dict[str, Gro
     (in the order they are first applied). A namespace belongs to one group: the first
     that needs it."""
     secrets = secrets_group(releases)
-    dbs = Group(DATABASES, OWNERS[DATABASES])
+    # pruned: a backup removed from the pillar takes its ScheduledBackup and keys along
+    # (never the Cluster or its namespace: those hold data)
+    dbs = Group(DATABASES, OWNERS[DATABASES], prune=True, prune_kinds=BACKUP_KINDS)
     access = Group(ACCESS, OWNERS[ACCESS], prune=True, prune_kinds=ACCESS_KINDS)
     probe_at = prober(releases)
     made = {m["metadata"]["name"] for m in secrets.manifests if m["kind"] == "Namespace"}
     namespaces: list[str] = []
+    seen: set[tuple[str, str, str]] = set()
     for key in sorted(releases):
         rel = releases[key]
         if not rel.enabled:
@@ -162,10 +167,14 @@ def groups(cfg: PalplatPillar, releases: Mapping[str, Release]) -> dict[str, Gro
             store = cfg.services.defaults.object_store
             if rel.database.backup is not None and store is not None:
                 ns = rel.namespace
-                dbs.manifests += backup_objects(
+                for m in backup_objects(
                     cluster, f"platform/{key}", rel.database, store,
                     lambda n, ns=ns: {"name": n, "namespace": ns},
-                )  # fmt: skip
+                ):  # fmt: skip
+                    # one keys' Secret per namespace, however many of its databases back up
+                    if (m["kind"], m["metadata"]["name"], ns) not in seen:
+                        seen.add((m["kind"], m["metadata"]["name"], ns))
+                        dbs.manifests.append(m)
         ex = rel.expose
         if ex is None:
             continue

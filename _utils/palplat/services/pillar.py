@@ -236,7 +236,11 @@ class ObjectStore(Model):
 
     endpoint: HttpUrl = Field(description="e.g. http://minio.minio.svc:9000")
     bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
-    access_key: Secret | None = None
+    access_key: str | None = Field(
+        None,
+        description="The S3 access key id: an identifier, not a secret (it appears in the "
+        "object store's own configuration and logs); the secret is secret_key.",
+    )
     secret_key: Secret | None = None
     release: DnsLabel | None = Field(
         "minio", description="The platform release serving it (checked to be enabled)."

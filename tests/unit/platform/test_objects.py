@@ -98,7 +98,9 @@ def test_example_layout_and_groups(example):
     assert [m["kind"] for m in dbs.manifests] == ["Namespace"] * 3 + [
         "Cluster", *backups, "Cluster", *backups, "Cluster"
     ]  # fmt: skip
-    assert not dbs.prune and groups["access"].prune
+    # a Cluster or namespace is never pruned (data); a removed backup's objects are
+    assert dbs.prune and {k for _, k in dbs.prune_kinds} == {"ScheduledBackup", "Secret"}
+    assert groups["access"].prune
     kinds = {}
     for m in groups["access"].manifests:
         kinds.setdefault(m["kind"], []).append(m["metadata"]["name"])
@@ -175,3 +177,22 @@ def test_platform_database_backups_to_the_object_store(example):
         config.load(pillar)
     found = {p.path: str(p) for p in exc.value.problems}
     assert "object_store" in found["palplat:platform:releases:keycloak:database:backup"]
+
+
+def test_backup_keys_once_per_namespace_and_the_bucket_stays_readable(example):
+    """Two backed-up databases in one namespace share one keys' Secret (two would be a
+    duplicate object); the access key id is not a secret, so names containing it (the
+    bucket, destination paths) are not masked."""
+    from palplat import redact
+
+    pillar = copy.deepcopy(example)
+    rels = pillar["palplat"]["platform"]["releases"]
+    rels["keycloak"]["namespace"] = rels["forgejo"]["namespace"]
+    cfg = config.load(pillar)
+    dbs = objects.groups(cfg, config.releases(cfg))["databases"].manifests
+    keys = [m for m in dbs if m["kind"] == "Secret"]
+    assert [(m["metadata"]["namespace"], m["metadata"]["name"]) for m in keys] == [
+        ("forgejo", "palplat-backup-store")
+    ]
+    path = "s3://cnpg-backups/platform/forgejo"
+    assert redact.mask_text(path) == path
