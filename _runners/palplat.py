@@ -11,6 +11,7 @@ Exit codes: validate 0/1; plan 0 no changes, 2 changes, 1 errors; status 0 healt
 """
 
 import salt.client
+import salt.exceptions
 import salt.loader
 import salt.template
 import salt.utils.minions
@@ -92,11 +93,13 @@ def validate(minion=None, sls=None):
 
 def _cmd(tgt, tgt_type, timeout):
     """``cmd(fun, arg, kwarg) -> {minion: return}`` over Salt's LocalClient, as
-    ``LocalClient.cmd`` with two differences: ``timeout`` keeps Salt's meaning (how long to
-    wait before asking the minions whether they still run the job; a minion still running
-    it is waited for), and a minion whose return event this process missed (the return
-    reached the master's job cache, the event did not reach us: seen with two minions
-    returning at once) is read from the job cache instead of counting as no answer."""
+    ``LocalClient.cmd`` does it (``timeout``: how long to wait before asking the minions
+    whether they still run the job; a minion still running it is waited for), plus one
+    thing: a minion whose return event this process missed (the return reached the
+    master's job cache, the event did not reach us: seen with two minions returning at
+    once) is read from the job cache, at the cost of ``timeout`` plus Salt's
+    ``gather_job_timeout``. A minion in neither is left out (the report says it did not
+    answer)."""
     client = salt.client.get_local_client(mopts=__opts__)
 
     def cmd(fun, arg=(), kwarg=None):
@@ -105,18 +108,18 @@ def _cmd(tgt, tgt_type, timeout):
         )
         if not pub:
             return {}
-        out, silent = {}, {}
+        out = {}
         for got in client.get_cli_event_returns(pub["jid"], pub["minions"], timeout, tgt, tgt_type):
             for mid, data in (got or {}).items():
-                # "no_return": no event reached us, which is not yet "did not answer"
-                box = silent if data.get("out") == "no_return" else out
-                box[mid] = data.get("ret", {})
+                if not data.get("failed"):
+                    out[mid] = data.get("ret", {})
         if set(pub["minions"]) - set(out):
-            for mid, data in client.get_cache_returns(pub["jid"]).items():
-                if mid not in out and "ret" in data:
-                    out[mid] = data["ret"]
-        for mid, why in silent.items():
-            out.setdefault(mid, why)  # not in the job cache either: Salt's own words
+            try:
+                cached = client.get_cache_returns(pub["jid"])
+            except salt.exceptions.SaltClientError:
+                cached = {}
+            for mid, data in cached.items():
+                out.setdefault(mid, data.get("ret"))
         return out
 
     return cmd
