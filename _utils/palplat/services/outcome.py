@@ -113,8 +113,9 @@ class Outcome:
     disabled: tuple[str, ...] = ()
     stats: dict[str, Any] = field(default_factory=dict)
     # what the run listed, for status: the specs and the live objects of each owner
-    specs: dict[str, Spec] = field(default_factory=dict)
-    inventory: Inventory | None = None
+    # (repr=False: the inventory holds live Secrets; no repr, log or traceback shows them)
+    specs: dict[str, Spec] = field(default_factory=dict, repr=False)
+    inventory: Inventory | None = field(default=None, repr=False)
 
     def changes(self) -> dict[str, Any]:
         out = {n: r.changes for n, r in sorted(self.results.items()) if r.changes}
