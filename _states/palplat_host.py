@@ -40,7 +40,11 @@ def checked(name="palplat:host"):
     """Check the pillar against this host before the stage changes anything: every
     sysctl exists here (or comes with a module the stage loads), the timezone is in this
     host's tz database. Never changes anything; the same in test mode."""
-    problems = facts.problems(_env().config())
+    cfg = _env().config()
+    skip = _left_alone(name, cfg.host)
+    if skip:
+        return skip
+    problems = facts.problems(cfg)
     if problems:
         raise PillarError(problems)
     return loaderkit.state_ret(name, {}, True, "this host can take the palplat:host settings")

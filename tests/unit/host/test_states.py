@@ -103,10 +103,12 @@ def test_states_leave_an_unmanaged_host_alone(monkeypatch, opts, test):
 
     for mod, fn in ((kernel, "missing_modules"), (kernel, "swap_plan"), (verify, "verify")):
         monkeypatch.setattr(mod, fn, boom)
+    monkeypatch.setattr(palplat_host.facts, "problems", boom)
     for fn in ("install_plan", "join_plan", "install", "join"):
         monkeypatch.setattr(tailscale, fn, boom)
     monkeypatch.setattr(palplat_host, "__pillar__", {"palplat": {"host": {"manage": False}}})
-    for state in ("modules_loaded", "swap_off", "tailscale_installed", "tailscale_joined"):
+    states = ("checked", "modules_loaded", "swap_off", "tailscale_installed", "tailscale_joined")
+    for state in states:
         ret = getattr(palplat_host, state)()
         assert ret["result"] is True and ret["changes"] == {}, (state, ret)
         assert "manage is false" in ret["comment"]
