@@ -4,6 +4,7 @@ Thin: the logic is in the ``palplat`` library (``palplat.config``).
 """
 
 from palplat import config, loaderkit, redact
+from palplat.errors import PillarError
 
 
 def _env():
@@ -39,33 +40,30 @@ def show():
     return redact.mask(_env().config().model_dump(mode="json", by_alias=True))
 
 
-def _pillar(pillarenv=None):
-    """The minion's pillar, or (``pillarenv``) the one compiled from that environment."""
-    if pillarenv:
-        return __salt__["pillar.items"](pillarenv=pillarenv)
-    return __pillar__
-
-
-def problems(pillarenv=None):
+def problems(plan=None):
     """
-    List the problems of the ``palplat`` pillar (empty when it is valid); with
-    ``pillarenv``, of the pillar compiled from that environment (a pull request's).
+    List the problems of the ``palplat`` pillar (empty when it is valid); with ``plan``
+    (what ``salt-run palplat.plan pillarenv=...`` sends: a pull request's pillar, sealed),
+    of the pull request's pillar for this minion.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt '*' palplat_config.problems
-        salt '*' palplat_config.problems pillarenv=pr-12
     """
-    _env()
-    return [str(p) for p in config.problems_of(_pillar(pillarenv))]
+    try:
+        loaderkit.env(__salt__, __opts__, __pillar__, __context__, plan=plan).config()
+    except PillarError as exc:
+        return [str(p) for p in exc.problems]
+    return []
 
 
 @loaderkit.translate
-def graph(pillarenv=None):
+def graph(plan=None):
     """
-    The Helm releases palplat manages and what each one ``needs`` (the plan's diagram).
+    The Helm releases palplat manages and what each one ``needs`` (the plan's diagram);
+    ``plan``: of a pull request's pillar (see ``problems``).
 
     CLI Example:
 
@@ -73,8 +71,9 @@ def graph(pillarenv=None):
 
         salt '*' palplat_config.graph
     """
-    _env()
-    rels = config.releases(config.load(_pillar(pillarenv)))
+    rels = config.releases(
+        loaderkit.env(__salt__, __opts__, __pillar__, __context__, plan=plan).config()
+    )
     return {
         name: {"needs": sorted(rel.needs), "enabled": rel.enabled, "namespace": rel.namespace}
         for name, rel in sorted(rels.items())

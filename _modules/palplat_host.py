@@ -42,7 +42,8 @@ def settings():
 def check():
     """
     Check the pillar against this host (kernel parameters exist, timezone in the tz
-    database); raise with every problem and its pillar path.
+    database, packages in the package index); raise with every problem and its pillar
+    path.
 
     CLI Example:
 
@@ -50,7 +51,7 @@ def check():
 
         salt '*' palplat_host.check
     """
-    problems = facts.problems(_env().config())
+    problems = facts.problems(_env().config(), os_family=_os_family())
     if problems:
         raise PillarError(problems)
     return True

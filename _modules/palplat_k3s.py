@@ -6,7 +6,7 @@ kubeconfig k3s writes there (``palplat.config.kubeconfig_path``).
 """
 
 from palplat import k3s, loaderkit
-from palplat.k3s import upgrade
+from palplat.k3s import cluster, upgrade
 
 __virtualname__ = "palplat_k3s"
 
@@ -44,9 +44,10 @@ def version():
 
 
 @loaderkit.translate
-def status():
+def status(plan=None):
     """
-    Role, node name, installed and desired version, service state (for the upgrade runner).
+    Role, node name, installed and desired version, service state (for the upgrade runner);
+    ``plan``: the desired version of a pull request's pillar (``palplat.plan``).
 
     CLI Example:
 
@@ -54,6 +55,10 @@ def status():
 
         salt '*' palplat_k3s.status
     """
+    if plan is not None:
+        return k3s.status(
+            loaderkit.env(__salt__, __opts__, __pillar__, __context__, plan=plan).config()
+        )
     return k3s.status(_cfg())
 
 
@@ -132,15 +137,80 @@ def uncordon(node):
 
 
 @loaderkit.translate
-def drain(node, timeout=300):
+def drain(node, timeout=300, force=None, delete_emptydir_data=None):
     """
     Cordon ``node`` and evict its pods (not DaemonSet or mirror pods), waiting up to
     ``timeout`` seconds. Runs on a server minion. Returns the evicted pods.
+
+    Like ``kubectl drain``, pods that no controller recreates need ``force=True`` and pods
+    with emptyDir data need ``delete_emptydir_data=True`` (default: this minion's
+    ``palplat:k3s:drain``); otherwise nothing is evicted and the error names them.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt server1 palplat_k3s.drain agent1 timeout=600
+        salt server1 palplat_k3s.drain agent1 delete_emptydir_data=True
     """
-    return _node_op(upgrade.drain, node, float(timeout), progress=_env().progress("k3s"))
+    d = _cfg().k3s.drain
+    return _node_op(
+        upgrade.drain,
+        node,
+        float(timeout),
+        progress=_env().progress("k3s"),
+        force=d.force if force is None else bool(force),
+        delete_emptydir_data=(
+            d.delete_emptydir_data if delete_emptydir_data is None else bool(delete_emptydir_data)
+        ),
+    )
+
+
+@loaderkit.translate
+def nodes():
+    """
+    The cluster's nodes as the runners need them: name, Ready, kubelet version, server,
+    etcd member, unschedulable, allocatable. Runs on a server minion.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt server1 palplat_k3s.nodes
+    """
+    return _node_op(cluster.list_nodes)
+
+
+@loaderkit.translate
+def quorum(node, why="remove"):
+    """
+    Whether etcd keeps quorum without ``node``: ``why=remove`` (it leaves for good) or
+    ``why=restart`` (it is away for a while, an upgrade step). Returns the arithmetic;
+    fails with it when quorum would be lost. Runs on a server minion.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt server1 palplat_k3s.quorum server3
+        salt server1 palplat_k3s.quorum server2 why=restart
+    """
+    ms = cluster.members(_node_op(cluster.list_nodes))
+    check = cluster.check_removal if why == "remove" else cluster.check_down
+    return check(ms, node)
+
+
+@loaderkit.translate
+def delete_node(node):
+    """
+    Delete the Node object ``node`` (k3s removes a deleted server's etcd member). Runs on
+    a server minion; ``salt-run palplat_k3s.remove`` calls it after k3s is uninstalled on
+    that node. Returns False when there was no such Node.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt server1 palplat_k3s.delete_node agent3
+    """
+    return _node_op(cluster.delete_node, node)

@@ -80,10 +80,29 @@ def pending():
 
 
 @loaderkit.translate
+def probe_info():
+    """
+    What the master needs to prove SSH access before it confirms a change: the change
+    waiting for confirmation (if any), the SSH port(s) sshd listens on, this node's
+    addresses and the vantage points of ``palplat:firewall:confirm``. Changes nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' palplat_nftables.probe_info
+    """
+    return nft.probe_info(_cfg())
+
+
+@loaderkit.translate
 def confirm():
     """
     Confirm the last firewall change: cancel its automatic rollback and write the
-    boot-time config. ``palplat.full`` calls it right after the firewall stage.
+    boot-time config. Run it by hand after you opened a NEW SSH connection to the host
+    (an open session proves nothing: the firewall keeps established connections).
+    ``palplat.full`` confirms by itself only when a new connection from outside the node
+    succeeds (runner ``palplat_nftables.confirm``, docs/firewall.md).
     Fails when the change was already rolled back.
 
     CLI Example:

@@ -2,9 +2,13 @@
 chain check). Thin: the logic is in ``palplat.nvidia``; see docs/gpu.md.
 """
 
-from palplat import k3s, loaderkit, nvidia
+import os
+
+from palplat import config, k3s, loaderkit, nvidia
+from palplat import kube as kubelib
 from palplat.errors import PalplatError
-from palplat.nvidia import cluster, packages, smi, verify
+from palplat.nvidia import cluster as gpu_cluster
+from palplat.nvidia import owner, packages, smi, verify
 
 __virtualname__ = "palplat_nvidia"
 
@@ -51,7 +55,7 @@ def detect(root=None):
 
 
 @loaderkit.translate
-def status(root=None, kubeconfig=None, smi_bin=None):
+def status(root=None, kubeconfig=None, smi_bin=None, cluster=True):
     """
     A table per GPU: model, memory, driver, bus id and ``nvidia.com/gpu`` allocatable
     (from the node). Reads ``nvidia-smi -q -x`` where the binary exists (else the model
@@ -60,9 +64,13 @@ def status(root=None, kubeconfig=None, smi_bin=None):
     root
         Filesystem root to read under (default ``palplat:gpu:root``).
     kubeconfig
-        Kubeconfig for the node's allocatable (default: palplat's).
+        Kubeconfig for the node's allocatable (default: palplat's, on an agent the
+        node's own credentials).
     smi_bin
         The nvidia-smi binary (default: PATH, then /usr/local/nvidia/bin).
+    cluster
+        False: do not ask the API (``salt-run palplat.status`` takes the allocatable
+        from the Node list of the minion that holds the cluster).
 
     CLI Example:
 
@@ -77,10 +85,12 @@ def status(root=None, kubeconfig=None, smi_bin=None):
     parsed = smi.read(det.root, exe=smi_bin)
     node = k3s.node_name(cfg.k3s)
     alloc, note = None, None
-    try:
-        _, alloc = cluster.allocatable(cluster.get_node(e.kube(kubeconfig, cfg=cfg), node))
-    except PalplatError as exc:
-        note = f"node {node}: {exc}"
+    if cluster and det.devices:
+        try:
+            kube = e.kube(kubeconfig or config.node_kubeconfig(cfg), cfg=cfg)
+            _, alloc = gpu_cluster.allocatable(gpu_cluster.get_node(kube, node))
+        except PalplatError as exc:
+            note = f"node {node}: {exc}"
     rows = nvidia.status_rows(det, parsed, alloc)
     out = {
         "node": node,
@@ -100,7 +110,9 @@ def status(root=None, kubeconfig=None, smi_bin=None):
 def plan():
     """
     The package plan for this minion's OS: the Salt ``pkgrepo.managed`` /
-    ``pkg.installed`` calls (and the pinned keyring step) of the driver and the toolkit.
+    ``pkg.installed`` calls (and the pinned keyring step) of the driver and the toolkit,
+    and who owns the driver (``driver_owner``: palplat or managed outside palplat,
+    ``palplat:gpu:driver_managed``; no driver steps when it is not palplat).
 
     CLI Example:
 
@@ -109,7 +121,16 @@ def plan():
         salt '*' palplat_nvidia.plan
     """
     cfg = _env().config()
-    return packages.plan(cfg.gpu, __grains__).as_dict()
+    plan_ = packages.plan(cfg.gpu, __grains__)
+    out = plan_.as_dict()
+    det = nvidia.detect(cfg.gpu.root)
+    decision = owner.decide(
+        cfg.gpu, plan_.os, det, lambda n: __salt__["pkg.version"](n), smi.read(det.root)
+    )
+    out["driver_owner"] = decision.as_dict()
+    if not decision.manage:
+        out["driver"] = []
+    return out
 
 
 @loaderkit.translate
@@ -117,6 +138,8 @@ def check(kubeconfig=None):
     """
     Check every link of the GPU chain once, in order (driver, module loaded, toolkit,
     containerd runtime, RuntimeClass, plugin pod, node allocatable); nothing changes.
+    Before k3s runs (no kubeconfig yet) or while the cluster does not answer, the host
+    links are checked and ``cluster`` says why the cluster links are not.
 
     CLI Example:
 
@@ -130,12 +153,25 @@ def check(kubeconfig=None):
     if not g.active:
         return {"active": False, "reason": g.reason, "links": []}
     node = k3s.node_name(cfg.k3s)
-    checked = verify.links(cfg, g.detection, e.kube(kubeconfig, cfg=cfg), node)
+    path = kubeconfig or config.node_kubeconfig(cfg)
+    kube, cluster_note = None, None
+    if not os.path.exists(path):
+        cluster_note = f"cluster links: k3s not running yet (no kubeconfig at {path})"
+    else:
+        kube = e.kube(path, cfg=cfg)
+    try:
+        checked = verify.links(cfg, g.detection, kube, node)
+    except kubelib.Unreachable as exc:
+        checked = verify.host_links(cfg, g.detection)
+        cluster_note = f"cluster links: the cluster does not answer ({exc})"
     broken = verify.first_broken(checked)
-    return {
+    out = {
         "active": True,
         "node": node,
         "expected": verify.expected(cfg, g.detection),
         "links": verify.as_dicts(checked),
         "first_broken": broken.name if broken else None,
     }
+    if cluster_note:
+        out["cluster"] = cluster_note
+    return out

@@ -39,12 +39,13 @@ def _left_alone(name, h, tailscale_too=False):
 def checked(name="palplat:host"):
     """Check the pillar against this host before the stage changes anything: every
     sysctl exists here (or comes with a module the stage loads), the timezone is in this
-    host's tz database. Never changes anything; the same in test mode."""
+    host's tz database, every package the host and firewall stages install is in this
+    host's package index. Never changes anything; the same in test mode."""
     cfg = _env().config()
     skip = _left_alone(name, cfg.host)
     if skip:
         return skip
-    problems = facts.problems(cfg)
+    problems = facts.problems(cfg, os_family=__grains__.get("os_family", "Debian"))
     if problems:
         raise PillarError(problems)
     return loaderkit.state_ret(name, {}, True, "this host can take the palplat:host settings")
@@ -153,3 +154,31 @@ def verified(name="palplat:host"):
             name, {}, None, f"checked after the states before it apply; now: {text}"
         )
     return loaderkit.state_ret(name, {}, False, f"the host does not match palplat:host: {text}")
+
+
+@loaderkit.state
+def keys_planned(name, user, ssh_keys):
+    """The plan of ``ssh_auth.manage`` on a host that has no OpenSSH yet: Salt loads its
+    ssh module only once the ssh client is installed, which the packages state does in
+    the real run. host.sls renders this instead of ``ssh_auth.manage`` only in test mode
+    and only while the module is missing. A real run never needs it: there it fails, and
+    says to install OpenSSH."""
+    keys = [k.split()[1][-12:] if len(k.split()) > 1 else k[-12:] for k in ssh_keys]
+    changes = {
+        f"{user}:authorized_keys": {"old": None, "new": [f"...{k}" for k in keys]},
+    }
+    if __opts__["test"]:
+        return loaderkit.state_ret(
+            name,
+            changes,
+            None,
+            f"would add {len(keys)} key(s) to ~{user}/.ssh/authorized_keys (ssh_auth.manage, "
+            "once the packages state has installed OpenSSH)",
+        )
+    return loaderkit.state_ret(
+        name,
+        {},
+        False,
+        "Salt's ssh module is not loaded (no ssh client on this host): install OpenSSH "
+        "(openssh-server) and re-run",
+    )

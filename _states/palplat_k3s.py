@@ -81,7 +81,14 @@ def configured(name="k3s"):
     if not changes:
         return loaderkit.state_ret(name, {}, True, "k3s config is up to date")
     # only a change can lead to a restart: check the token before writing anything
-    checked = k3s.check_token(cfg)
+    try:
+        checked = k3s.check_token(cfg, e.guard() if e.planning else None)
+    except k3s.SourceError as exc:
+        # the plan of a bare cluster: the server this node joins is set up earlier in the
+        # same run; the real run checks the token before it writes anything
+        if not e.test or k3s.installed_version(k3s.paths(cfg).binary) is not None:
+            raise
+        checked = f"join token checked once the server runs; now: {exc}"
     if e.test:
         return loaderkit.state_ret(
             name, changes, None, f"would write {', '.join(changes)} ({checked})"

@@ -22,6 +22,17 @@ def managed(name="palplat"):
         return loaderkit.state_ret(
             name, {}, True, "palplat:firewall:enabled is false: nftables is left alone"
         )
+    if e.test and not nft.installed():
+        # a host without nftables: the firewall stage installs it first (host.sls's
+        # package list, palplat-firewall-package); the plan is against an empty ruleset
+        plan = nft.plan(cfg, nft=nft.NotInstalled(cfg.firewall.netns))
+        return loaderkit.state_ret(
+            name,
+            plan.changes,
+            None,
+            f"{plan.comment(test=True)}; nft is not installed yet: the nftables package is "
+            "installed first, and the table is checked with nft -c then",
+        )
     plan = nft.plan(cfg)
     if not plan.changed:
         return loaderkit.state_ret(name, {}, True, plan.comment(test=False))

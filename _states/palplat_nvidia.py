@@ -13,7 +13,8 @@ never reboots. See docs/gpu.md.
 import os
 
 from palplat import config, k3s, loaderkit, nvidia
-from palplat.nvidia import cluster, keyring, packages, runtime, verify
+from palplat.fetch import SourceError
+from palplat.nvidia import cluster, keyring, localtoolkit, owner, packages, runtime, smi, verify
 from palplat.nvidia.hardware import rooted
 
 __virtualname__ = "palplat_nvidia"
@@ -39,9 +40,35 @@ def _gate(e, name):
 
 def _keyring_step(e, cfg, step):
     kw = step.kwargs
-    p = keyring.plan(
-        rooted(cfg.gpu.root, kw["path"]), kw["url"], kw["fingerprint"], fetch_salt=e.fetch_salt
-    )
+    try:
+        p = keyring.plan(
+            rooted(cfg.gpu.root, kw["path"]), kw["url"], kw["fingerprint"], fetch_salt=e.fetch_salt
+        )
+    except SourceError as exc:
+        if not e.test:
+            raise SourceError(
+                f"{exc}. An air-gapped host can point palplat:gpu:toolkit_repo:key_url (and "
+                "url) at a mirror (https://, file://, salt://), or install the toolkit from a "
+                "directory (palplat:gpu:toolkit_from)"
+            ) from None
+        # the plan goes on: what the real run would do, marked as not verified here
+        return {
+            "result": None,
+            "changes": {
+                "keyring": {
+                    "old": None,
+                    "new": kw["fingerprint"],
+                    "path": kw["path"],
+                    "source": kw["url"],
+                    "verified": "no: the key could not be downloaded now",
+                }
+            },
+            "comment": (
+                f"would install the signing key from {kw['url']} as {kw['path']} (NOT VERIFIED "
+                f"in this plan: {exc}; the real run installs it only if its fingerprint is "
+                f"the pinned {kw['fingerprint']})"
+            ),
+        }
     if not p.changed:
         return {"result": True, "changes": {}, "comment": f"{kw['path']} holds {p.want}"}
     if e.test:
@@ -52,6 +79,12 @@ def _keyring_step(e, cfg, step):
         }
     changes = keyring.apply(p)
     return {"result": True, "changes": changes, "comment": f"installed key {p.want} (verified)"}
+
+
+def _package_version(name):
+    """The installed version of a package ('' when it is not installed)."""
+    fn = __salt__.get("pkg.version")
+    return fn(name) if fn else ""
 
 
 def _run_steps(e, cfg, steps):
@@ -75,15 +108,26 @@ def _run_steps(e, cfg, steps):
 @loaderkit.state
 def driver(name="nvidia-driver"):
     """The distribution's NVIDIA driver packages (``palplat:gpu:driver``: open or
-    proprietary module), then the module check: the state fails with "reboot required"
-    (both versions named) when the installed module differs from the loaded one, and when
-    the driver is installed but not loaded; it never reboots."""
+    proprietary module) where palplat owns the driver (``palplat:gpu:driver_managed``: a
+    loaded, healthy driver of the wanted branch from elsewhere is left alone under
+    ``auto``, and never touched under ``external``), then the module check: the state
+    fails with "reboot required" (both versions named) when the installed module differs
+    from the loaded one, and when the driver is installed but not loaded; it never
+    reboots."""
     e = _env()
     cfg, g, ret = _gate(e, name)
     if ret:
         return ret
     plan = packages.plan(cfg.gpu, __grains__)
-    result, changes, comments = _run_steps(e, cfg, plan.driver)
+    det = g.detection
+    decision = owner.decide(cfg.gpu, plan.os, det, _package_version, smi.read(det.root))
+    if decision.error:
+        return loaderkit.state_ret(name, {}, False, decision.error)
+    if decision.manage:
+        result, changes, comments = _run_steps(e, cfg, plan.driver)
+        comments.insert(0, decision.reason)
+    else:
+        result, changes, comments = True, {}, [decision.reason]
     if result is False:
         return loaderkit.state_ret(name, changes, False, comments)
     if result is None:
@@ -114,10 +158,25 @@ def driver(name="nvidia-driver"):
     return loaderkit.state_ret(name, changes, True, comments)
 
 
+def _toolkit_from(e, cfg):
+    """The toolkit's binaries from ``palplat:gpu:toolkit_from`` (no package manager)."""
+    src = cfg.gpu.toolkit_from
+    p = localtoolkit.plan(cfg.gpu.root, src, cfg.gpu.toolkit_dir)
+    where = f"from {src} ({localtoolkit.P}), not from a package repository"
+    if not p.changes:
+        return True, {}, [f"the toolkit installed {where} is up to date (jit-cdi mode)"]
+    if e.test:
+        return None, p.changes, [f"would install the toolkit {where}, in jit-cdi mode"]
+    changes = localtoolkit.apply(p)
+    return True, changes, [f"installed the toolkit {where}, in jit-cdi mode (verified)"]
+
+
 @loaderkit.state
 def toolkit(name="nvidia-container-toolkit"):
     """nvidia-container-toolkit: Arch's package, or NVIDIA's apt repository (pinned
-    signing key) and its package on Debian and Ubuntu."""
+    signing key) and its package on Debian and Ubuntu; or, with
+    ``palplat:gpu:toolkit_from``, its binaries copied from a directory on the node (no
+    package manager: air-gapped hosts, the GPU proof kit)."""
     e = _env()
     cfg, g, ret = _gate(e, name)
     if ret:
@@ -128,8 +187,11 @@ def toolkit(name="nvidia-container-toolkit"):
         return loaderkit.state_ret(
             name, {}, True, f"palplat:gpu:container_toolkit is false: not managed ({note})"
         )
-    plan = packages.plan(cfg.gpu, __grains__)
-    result, changes, comments = _run_steps(e, cfg, plan.toolkit)
+    if cfg.gpu.toolkit_from:
+        result, changes, comments = _toolkit_from(e, cfg)
+    else:
+        plan = packages.plan(cfg.gpu, __grains__)
+        result, changes, comments = _run_steps(e, cfg, plan.toolkit)
     if result is not True:
         return loaderkit.state_ret(name, changes, result, comments)
     found = runtime.find_toolkit(cfg.gpu.root)
@@ -143,12 +205,43 @@ def toolkit(name="nvidia-container-toolkit"):
     return loaderkit.state_ret(name, changes, True, comments)
 
 
-def _kube(e, cfg):
-    """The cluster client; None in test mode while the kubeconfig does not exist yet."""
-    path = config.kubeconfig_path(cfg)
+def _kube(e, cfg, node=False):
+    """The cluster client (``node``: for this node's own objects, which an agent reaches
+    with its own credentials, ``config.node_kubeconfig``); None in test mode while the
+    kubeconfig does not exist yet."""
+    path = config.node_kubeconfig(cfg) if node else config.kubeconfig_path(cfg)
     if e.test and not os.path.exists(path):
         return None
-    return e.kube(cfg=cfg)
+    return e.kube(path, cfg=cfg)
+
+
+def _cluster_wide(cfg):
+    """Whether this minion converges the GPU stage's cluster-wide objects (the device
+    plugin release, the RuntimeClass): the one that holds the cluster, whether or not it
+    has a GPU itself (whether some node has one is a fact of the cluster), unless
+    ``palplat:gpu:enabled`` is false."""
+    return cfg.gpu.enabled is not False and config.holds_the_cluster(cfg)
+
+
+ELSEWHERE = (
+    "cluster-wide: the minion that holds the cluster (the first server) converges it in "
+    "its GPU stage"
+)
+
+
+def _runtime_class(e, cfg, name, comments):
+    """The RuntimeClass part of ``runtime``: (changes, comments)."""
+    kube = _kube(e, cfg)
+    if kube is None:
+        comments.append("would check the nvidia RuntimeClass once the cluster is up")
+        return {}
+    rc = cluster.ensure_runtime_class(kube, dry_run=e.test)
+    comments.append(
+        f"{'would create' if e.test else 'created'} RuntimeClass nvidia"
+        if rc
+        else "RuntimeClass nvidia in place"
+    )
+    return rc
 
 
 @loaderkit.state
@@ -156,12 +249,16 @@ def runtime_(name="k3s-nvidia-runtime"):
     """k3s's containerd with the NVIDIA runtime: restart k3s only when the toolkit
     appeared or changed after k3s started (or the default-runtime drop-in changed), then
     check the regenerated containerd config; create the ``nvidia`` RuntimeClass where k3s
-    did not."""
+    did not (cluster-wide: on the minion that holds the cluster, GPU or not)."""
     e = _env()
     cfg, g, ret = _gate(e, name)
-    if ret:
+    if ret and not _cluster_wide(cfg):
         return ret
     comments = []
+    if ret:  # no GPU here, but this minion keeps the cluster's RuntimeClass
+        comments.append(g.reason.replace(": nothing to do on this node", ""))
+        changes = _runtime_class(e, cfg, name, comments)
+        return loaderkit.state_ret(name, changes, None if e.test and changes else True, comments)
     pending = e.test and cfg.gpu.container_toolkit and runtime.find_toolkit(cfg.gpu.root) is None
     if e.test and cfg.k3s.mode == "install" and not runtime.read_containerd(cfg).exists:
         # a bare host: k3s (earlier in the same run) starts with the toolkit in place and
@@ -186,14 +283,10 @@ def runtime_(name="k3s-nvidia-runtime"):
         if p.restart:
             comments.append(f"restarted k3s: {'; '.join(p.reasons)}")
         comments.append("k3s's containerd config holds the nvidia runtime")
-    kube = _kube(e, cfg)
-    if kube is None:
-        comments.append("would check the nvidia RuntimeClass once the cluster is up")
+    if _cluster_wide(cfg):
+        changes.update(_runtime_class(e, cfg, name, comments))
     else:
-        rc = cluster.ensure_runtime_class(kube, dry_run=e.test)
-        changes.update(rc)
-        if rc:
-            comments.append(f"{'would create' if e.test else 'created'} RuntimeClass nvidia")
+        comments.append(f"RuntimeClass nvidia: {ELSEWHERE}")
     if not changes:
         return loaderkit.state_ret(
             name, {}, True, comments or ["nvidia runtime and RuntimeClass in place"]
@@ -210,7 +303,7 @@ def labeled(name=config.GPU_NODE_LABEL):
     if ret:
         return ret
     node = k3s.node_name(cfg.k3s)
-    kube = _kube(e, cfg)
+    kube = _kube(e, cfg, node=True)
     if kube is None:
         return loaderkit.state_ret(
             name,
@@ -231,12 +324,17 @@ def labeled(name=config.GPU_NODE_LABEL):
 def device_plugin(name=config.DEVICE_PLUGIN_RELEASE):
     """Converge the device plugin release (``nvidia-device-plugin``, synthesized from
     ``palplat:gpu:device_plugin`` unless ``palplat:platform:releases`` defines it) now, so
-    that the node can be verified; the platform stage then finds it converged. The pinned
-    helm first (``palplat_helm.installed``), then ``palplat_helm.release``."""
+    that GPU nodes can be verified; the platform stage then finds it converged. The pinned
+    helm first (``palplat_helm.installed``), then ``palplat_helm.release``. Cluster-wide:
+    only the minion that holds the cluster does it (with or without a GPU of its own);
+    on every other node it is "nothing to do"."""
     e = _env()
-    cfg, g, ret = _gate(e, name)
-    if ret:
-        return ret
+    cfg = e.config()
+    if not _cluster_wide(cfg):
+        cfg, g, ret = _gate(e, name)
+        if ret:
+            return ret
+        return loaderkit.state_ret(name, {}, True, f"{name}: {ELSEWHERE}")
     release = config.DEVICE_PLUGIN_RELEASE
     helm_ret = __states__["palplat_helm.installed"]("helm")
     changes = {"helm": helm_ret["changes"]} if helm_ret.get("changes") else {}
@@ -265,7 +363,7 @@ def verified(name="nvidia.com/gpu"):
     node = k3s.node_name(cfg.k3s)
     want = verify.expected(cfg, det)
     if e.test:
-        kube = _kube(e, cfg)
+        kube = _kube(e, cfg, node=True)
         broken = verify.first_broken(verify.links(cfg, det, kube, node))
         if broken is None and kube is not None:
             return loaderkit.state_ret(
@@ -280,7 +378,8 @@ def verified(name="nvidia.com/gpu"):
             f"would wait up to {cfg.gpu.verify_timeout}s for node {node} to offer {want} "
             f"{name} ({now})",
         )
-    verify.verify(cfg, det, e.kube(cfg=cfg), node, progress=e.progress("gpu"))
+    kube = e.kube(config.node_kubeconfig(cfg), cfg=cfg)
+    verify.verify(cfg, det, kube, node, progress=e.progress("gpu"))
     return loaderkit.state_ret(
         name, {}, True, f"node {node} offers {want} {name}: every link of the GPU chain holds"
     )

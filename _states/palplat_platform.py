@@ -18,13 +18,15 @@ def _env():
 
 def _comment(res, test):
     comment = [f"palplat:platform:releases:{k}: {msg}" for k, msg in sorted(res["errors"].items())]
+    comment += platform.orphan_lines(res)
     changes = res["changes"]
     n_same = len(res["unchanged"])
     n_objects = sum(len(a) for a in res["objects"].values())
     if not changes and not res["errors"]:
         return [
             f"{n_same} release(s) already converged (fingerprints and live objects match); "
-            f"{n_objects} object(s) beside them as desired"
+            f"{n_objects} object(s) beside them as desired",
+            *comment,
         ]
     if changes:
         verbs = ", ".join(
@@ -47,10 +49,12 @@ def converged(name="palplat-platform"):
         return loaderkit.state_ret(name, {}, True, config.CLUSTER_STAGE_ELSEWHERE)
     with e.helm_context(cfg) as ctx:
         res = platform.converge(cfg, ctx, test=e.test)
+    orphaned = sorted(res.get("orphaned", {}))
+    summary = {"orphaned": orphaned} if orphaned else None
     if res["errors"]:
-        return loaderkit.state_ret(name, res["changes"], False, _comment(res, e.test))
+        return loaderkit.state_ret(name, res["changes"], False, _comment(res, e.test), summary)
     if not res["changes"]:
-        return loaderkit.state_ret(name, {}, True, _comment(res, e.test))
+        return loaderkit.state_ret(name, {}, True, _comment(res, e.test), summary)
     return loaderkit.state_ret(
-        name, res["changes"], None if e.test else True, _comment(res, e.test)
+        name, res["changes"], None if e.test else True, _comment(res, e.test), summary
     )

@@ -51,7 +51,9 @@ def onboarded(name="palplat-services", services=None, kubeconfig=None):
         return loaderkit.state_ret(name, {}, True, config.CLUSTER_STAGE_ELSEWHERE)
     only = [str(s) for s in services] if services else None
     k = e.kube(kubeconfig, cfg=cfg)
-    out, problems = api.run(cfg, k, dry_run=e.test, only=only, progress=e.progress("service"))
+    out, problems = api.run(
+        cfg, k, dry_run=e.test, only=only, progress=e.progress("service"), guard=e.guard()
+    )
     changes, summary = out.changes(), out.summary()
     comment = out.comment(e.test) or ["no service is defined under palplat:services"]
     if not out.ok:

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import difflib
 import json
-import types
-import typing
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
-from palplat import redact
+from palplat import provenance, redact, transport, validation
 from palplat.errors import PillarError, PillarProblem
 from palplat.host import checks as host_checks
 from palplat.k3s import flags as k3s_flags
@@ -24,9 +20,10 @@ from palplat.k3s.layout import CLUSTER_STAGE_ELSEWHERE as CLUSTER_STAGE_ELSEWHER
 from palplat.k3s.layout import K3S_KUBECONFIG as K3S_KUBECONFIG  # re-exported
 from palplat.k3s.layout import holds_the_cluster as holds_the_cluster  # re-exported
 from palplat.k3s.layout import kubeconfig_path as kubeconfig_path  # re-exported
-from palplat.model import PalplatPillar, Release, Service, Services
+from palplat.k3s.layout import node_kubeconfig as node_kubeconfig  # re-exported
+from palplat.model import PalplatPillar, Release
+from palplat.nft import checks as nft_checks
 from palplat.platform import checks as platform_checks
-from palplat.secret import SECRET_ERROR
 from palplat.services import checks as service_checks
 
 ROOT = "palplat"
@@ -38,12 +35,26 @@ RUNTIME_CLASS = "nvidia"
 
 
 def load(
-    pillar: Mapping[str, Any] | None, *, key: str = ROOT, required: bool = False
+    pillar: Mapping[str, Any] | None,
+    *,
+    key: str = ROOT,
+    required: bool = False,
+    plaintext_secrets: bool = True,
+    planning: bool = False,
+    resolve: provenance.Resolve | None = None,
 ) -> PalplatPillar:
     """Validate ``pillar[key]`` (or a bare palplat mapping when ``key`` is None).
 
     ``required``: a missing or null ``palplat`` key is a problem (a minion palplat acts on,
     see ``Env.config``), not the defaults; a palplat state on such a minion changes nothing.
+    ``plaintext_secrets``: whether a secret field may hold plain text; Salt-facing callers
+    (``loaderkit.Env``, the runners) pass False unless the operator allowed it (tests, the
+    sandbox). ``planning`` (a pull request's plan, test mode only): sealed values, which
+    the plan does not decrypt, are allowed; ``resolve`` gives the applied pillar's raw
+    value of a reference (:mod:`palplat.provenance`).
+
+    Every problem is reported at once: field errors, then the cross checks on what is
+    left once the entries in error are set aside.
     """
     data = pillar if key is None else (pillar or {}).get(key)
     if data is None and required and key is not None:
@@ -56,18 +67,23 @@ def load(
                 PillarProblem(
                     ROOT,
                     "must be a mapping of sections (host, firewall, k3s, gpu, platform, services)",
-                    _found(data),
+                    validation.found(data),
                 )
             ]
         )
     try:
-        cfg = PalplatPillar.model_validate(dict(data))
-    except ValidationError as exc:
-        raise PillarError(_problems(exc)) from None
+        raw = provenance.unwrap(dict(data), resolve)
+        problems = validation.placeholders(raw)
+        context = {"plaintext_secrets": plaintext_secrets, "planning": planning}
+        cfg, field_problems, dropped = validation.validate(raw, context)
+        problems.extend(field_problems)
+        if cfg is not None:
+            problems.extend(validation.secret_problems(cfg, plaintext_secrets))
+            problems.extend(p for p in cross_check(cfg) if not validation.set_aside(p, dropped))
     finally:
         # Validation registered every secret: from now on every log line is masked.
         redact.install_log_filter()
-    problems = cross_check(cfg)
+    problems = list(dict.fromkeys(problems))
     if problems:
         raise PillarError(problems)
     return cfg
@@ -82,110 +98,13 @@ def missing_problem(pillar: Mapping[str, Any] | None, key: str = ROOT) -> Pillar
     )
 
 
-def problems_of(
-    pillar: Mapping[str, Any] | None, *, key: str = ROOT, required: bool = False
-) -> list[PillarProblem]:
+def problems_of(pillar: Mapping[str, Any] | None, **kw: Any) -> list[PillarProblem]:
+    """The problems :func:`load` (same arguments) finds; empty when the pillar is valid."""
     try:
-        load(pillar, key=key, required=required)
+        load(pillar, **kw)
     except PillarError as exc:
         return exc.problems
     return []
-
-
-# ------------------------------------------------------------------ error rendering
-
-
-def _found(value: Any) -> str:
-    text = json.dumps(redact.mask(value), default=str, sort_keys=True)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _path(loc: tuple) -> str:
-    parts = [ROOT]
-    for item in loc:
-        if item == "[key]":
-            continue
-        parts.append(str(item))
-    return ":".join(parts)
-
-
-def _unwrap(tp: Any) -> Any:
-    """Strip Annotated/Optional/Union down to the interesting type."""
-    origin = typing.get_origin(tp)
-    if origin is typing.Annotated:
-        return _unwrap(typing.get_args(tp)[0])
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-        return _unwrap(models[0] if models else args[0])
-    return tp
-
-
-def _model_at(loc: tuple) -> type[BaseModel] | None:
-    """The model class that holds the last element of ``loc``."""
-    tp: Any = PalplatPillar
-    for item in loc[:-1]:
-        tp = _unwrap(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            field = _field_by_name(tp, item)
-            if field is not None:
-                tp = field.annotation
-            elif tp is Services:
-                tp = Service
-            else:
-                return None
-        elif typing.get_origin(tp) in (dict, Mapping):
-            tp = typing.get_args(tp)[1]
-        elif typing.get_origin(tp) is list:
-            tp = typing.get_args(tp)[0]
-        else:
-            return None
-    tp = _unwrap(tp)
-    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
-
-
-def _field_by_name(model: type[BaseModel], name: Any):
-    for fname, field in model.model_fields.items():
-        if name in (fname, field.alias):
-            return field
-    return None
-
-
-def _keys_of(model: type[BaseModel]) -> list[str]:
-    return [f.alias or n for n, f in model.model_fields.items()]
-
-
-def _problems(exc: ValidationError) -> list[PillarProblem]:
-    out: list[PillarProblem] = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        typ = err["type"]
-        # Errors in a Services entry also show up as a failed 'defaults'-less extra; the
-        # loc is already precise, so no special casing is needed beyond the path.
-        if typ == "extra_forbidden":
-            key = str(loc[-1])
-            model = _model_at(loc)
-            allowed = _keys_of(model) if model else []
-            guess = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-            hint = f"; did you mean '{guess[0]}'?" if guess else ""
-            known = f" Known keys: {', '.join(sorted(allowed))}." if allowed else ""
-            out.append(PillarProblem(_path(loc), f"unknown key{hint}{known}"))
-            continue
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        if typ == "missing":
-            msg = "is required"
-        elif typ.endswith("_type") or typ in ("model_type", "model_attributes_type"):
-            msg = f"has the wrong type: {msg[0].lower() + msg[1:]}"
-        elif typ == "literal_error":
-            msg = msg.replace("Input should be", "must be")
-        else:
-            msg = msg.replace("Input should be", "must be").replace("String should", "must")
-        # a secret field's input is never rendered (SECRET_ERROR: it held a mapping/list)
-        found = None if typ in ("missing", SECRET_ERROR) else _found(err.get("input"))
-        out.append(PillarProblem(_path(loc), msg, found))
-    return out
 
 
 # ------------------------------------------------------------------- cross checks
@@ -290,7 +209,7 @@ def cross_check(cfg: PalplatPillar) -> list[PillarProblem]:
                         f"{base}:needs:{i}",
                         f"names a release that is not defined{hint} Define it under "
                         f"palplat:platform:releases or remove it from needs",
-                        _found(need),
+                        validation.found(need),
                     )
                 )
         c = rel.chart
@@ -300,7 +219,7 @@ def cross_check(cfg: PalplatPillar) -> list[PillarProblem]:
                 PillarProblem(
                     f"{base}:chart",
                     "must have exactly one of repo (with name), oci or path",
-                    _found(kinds),
+                    validation.found(kinds),
                 )
             )
         elif c.repo and not c.name:
@@ -336,9 +255,10 @@ def cross_check(cfg: PalplatPillar) -> list[PillarProblem]:
         seen_ns[ns] = name
     problems.extend(platform_checks.check(cfg))
     problems.extend(service_checks.check(cfg))
-    problems.extend(_firewall_problems(cfg))
+    problems.extend(nft_checks.check(cfg))
     problems.extend(_gpu_problems(cfg))
     problems.extend(host_checks.check(cfg))
+    problems.extend(transport.check(cfg))
     return problems
 
 
@@ -354,7 +274,7 @@ def _gpu_problems(cfg: PalplatPillar) -> list[PillarProblem]:
                 f"{ROOT}:k3s:config:default-runtime",
                 f"contradicts palplat:gpu:default_runtime (which makes it '{RUNTIME_CLASS}' on "
                 "GPU nodes); remove one of them",
-                _found(own),
+                validation.found(own),
             )
         )
     if own == RUNTIME_CLASS and cfg.gpu.enabled is False:
@@ -363,42 +283,9 @@ def _gpu_problems(cfg: PalplatPillar) -> list[PillarProblem]:
                 f"{ROOT}:k3s:config:default-runtime",
                 "is nvidia while palplat:gpu:enabled is false: no pod could start on this node "
                 "without the NVIDIA runtime; enable the GPU stage or remove it",
-                _found(own),
+                validation.found(own),
             )
         )
-    return out
-
-
-def _firewall_problems(cfg: PalplatPillar) -> list[PillarProblem]:
-    """Rule names are unique (they key the diff and the rule comments); '@set' sources
-    name a set defined under palplat:firewall:sets."""
-    out: list[PillarProblem] = []
-    fw = cfg.firewall
-    seen: dict[str, int] = {}
-    for i, rule in enumerate(fw.allow):
-        base = f"{ROOT}:firewall:allow:{i}"
-        if rule.name in seen:
-            out.append(
-                PillarProblem(
-                    f"{base}:name",
-                    f"duplicate rule name: allow:{seen[rule.name]} already uses it; rule names "
-                    "must be unique (they name the rules in diffs), rename one of them",
-                    _found(rule.name),
-                )
-            )
-        seen.setdefault(rule.name, i)
-        for j, src in enumerate(rule.from_):
-            if src.startswith("@") and src[1:] not in fw.sets:
-                guess = difflib.get_close_matches(src[1:], list(fw.sets), n=1)
-                hint = f"; did you mean '@{guess[0]}'?" if guess else ""
-                out.append(
-                    PillarProblem(
-                        f"{base}:from:{j}",
-                        f"names a set that is not defined{hint} Define it under "
-                        "palplat:firewall:sets",
-                        _found(src),
-                    )
-                )
     return out
 
 

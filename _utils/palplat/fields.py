@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
 )
 
 from palplat import redact
@@ -67,10 +68,10 @@ def _duration(v: str) -> str:
     return v
 
 
-def _secret_tree(v: Any) -> Any:
+def _secret_tree(v: Any, info: ValidationInfo) -> Any:
     if not isinstance(v, dict):
         raise ValueError("must be a mapping of values (they are all treated as secrets)")
-    return secretize(v)
+    return secretize(v, info.context)
 
 
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
@@ -86,5 +87,33 @@ SecretTree = Annotated[
 ]
 
 
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+@,=:-]*$")
+
+
+def _safe_path(v: str) -> str:
+    """An absolute path palplat writes into unit and config files (``ExecStart=``, an nft
+    ``include "..."``, config.yaml): letters, digits and ``. _ / + @ , = : -`` only, no
+    ``.``/``..`` component. A space, quote, ``%``, ``$`` or newline there would change the
+    file's meaning (a newline injects a directive)."""
+    parts = v.split("/")[1:]
+    if not _SAFE_PATH.match(v) or any(p in (".", "..") for p in parts) or "//" in v:
+        raise ValueError(
+            "must be a normalized absolute path of letters, digits and . _ / + @ , = : - "
+            "(it is written into unit and config files: no spaces, quotes, '%', '$', "
+            "newlines or '..')"
+        )
+    return v
+
+
+SafePath = Annotated[str, AfterValidator(_safe_path)]
+
+
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=False, populate_by_name=True)
+    # a string under a field is its description (the configuration reference, the schema)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=False,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+    )

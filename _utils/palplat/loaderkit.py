@@ -29,13 +29,19 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from palplat import config, redact
+from palplat import config, provenance, redact
 from palplat.errors import InputError, PalplatError, PillarError
 from palplat.model import PalplatPillar
 
 log = logging.getLogger("palplat")
 
 EVENT_PREFIX = "palplat"
+# A pull request's pillar, sealed (palplat.provenance: no secret value in it), handed to
+# a test-mode run by ``salt-run palplat.plan pillarenv=...`` as a pillar override.
+PLAN_PILLAR = "palplat_plan"
+# Minion/master config option (never pillar): secret fields may hold plain text (tests,
+# the sandbox). Off by default: a secret must come from GPG decryption.
+PLAINTEXT_OPTION = "palplat_plaintext_secrets"
 
 Fire = Callable[[Mapping[str, Any], str], Any]
 
@@ -60,16 +66,35 @@ def salt_exception(exc: Exception) -> Exception:
     return exc
 
 
+def unexpected(exc: BaseException) -> str:
+    """One masked line for an exception palplat did not raise on purpose (its traceback,
+    masked, goes to the debug log)."""
+    log.debug("unexpected error in palplat", exc_info=exc)
+    text = exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], str) else str(exc)
+    first = (text.strip().splitlines() or [""])[0]
+    return redact.mask_text(f"{type(exc).__name__}: {first}"[:500])
+
+
 def translate(fn: Callable) -> Callable:
     """Decorator for execution-module and runner functions: a library error is raised as
-    the matching Salt exception, with secrets masked."""
+    the matching Salt exception, with secrets masked; so is any other exception (one
+    masked line, never a raw traceback that could quote a secret)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from salt.exceptions import CommandExecutionError, SaltException
+
         try:
             return fn(*args, **kwargs)
         except PalplatError as exc:
             raise salt_exception(exc) from None
+        except SaltException as exc:
+            exc.args = tuple(redact.mask(a) for a in exc.args)
+            if hasattr(exc, "strerror"):
+                exc.strerror = redact.mask_text(str(exc.strerror))
+            raise
+        except Exception as exc:  # noqa: BLE001 - masked, one line, never raw
+            raise CommandExecutionError(unexpected(exc)) from None
 
     return wrapper
 
@@ -92,17 +117,32 @@ def state(fn: Callable) -> Callable:
         try:
             ret = fn(*args, **kwargs)
         except PalplatError as exc:
-            bound = sig.bind_partial(*args, **kwargs)
-            bound.apply_defaults()
-            name = bound.arguments.get("name", fn.__name__)
+            name = _name(sig, args, kwargs, fn)
             if isinstance(exc, NoClusterYet):
                 ret = state_ret(name, {}, None, str(exc))
             else:
                 ret = failed(name, exc, getattr(exc, "changes", None))
+        except Exception as exc:  # noqa: BLE001 - a masked, one-line state error
+            ret = state_ret(
+                _name(sig, args, kwargs, fn),
+                {},
+                False,
+                f"{unexpected(exc)} (an unexpected error: the debug log has its traceback; "
+                "fix the cause and re-run)",
+            )
         item_event(fn.__globals__, ret)
         return ret
 
     return wrapper
+
+
+def _name(sig: inspect.Signature, args: tuple, kwargs: dict, fn: Callable) -> str:
+    try:
+        bound = sig.bind_partial(*args, **kwargs)
+    except TypeError:
+        return fn.__name__
+    bound.apply_defaults()
+    return str(bound.arguments.get("name", fn.__name__))
 
 
 def result_word(ret: Mapping[str, Any]) -> str:
@@ -266,12 +306,21 @@ class Env:
         opts: Mapping[str, Any] | None,
         pillar: Mapping[str, Any] | None = None,
         context: dict | None = None,
+        plan: Mapping[str, Any] | None = None,
     ):
         self.salt = salt or {}
         self.opts = opts or {}
-        self.pillar = pillar
+        # ``plan``: a pull request's plan given to an execution function (states get it
+        # as the palplat_plan pillar)
+        self.pillar = pillar if plan is None else {**(pillar or {}), PLAN_PILLAR: plan}
+        self._plan_given = plan is not None
         self.context = context if context is not None else {}
         redact.install_log_filter()
+        if self.opts.get("id"):
+            from palplat.kube import client as kube_client
+
+            # the API server's audit log tells which minion (or master) asked
+            kube_client.set_user_agent(f"palplat ({self.opts['id']})")
 
     @property
     def test(self) -> bool:
@@ -284,10 +333,65 @@ class Env:
             return get(key, default)
         return self.opts.get(key, default)
 
+    @property
+    def plaintext_secrets(self) -> bool:
+        """Whether secret fields may hold plain text: the ``palplat_plaintext_secrets``
+        option of the minion's (or master's) own config, never the pillar's."""
+        return bool(self.opts.get(PLAINTEXT_OPTION, False))
+
+    @property
+    def planning(self) -> bool:
+        """True in a pull request's plan (``palplat_plan`` in the pillar, test mode)."""
+        return PLAN_PILLAR in (self.pillar or {})
+
+    def _plan_tree(self) -> Any:
+        from palplat import pullrequest
+
+        tree = pullrequest.tree_for((self.pillar or {}).get(PLAN_PILLAR), self.opts.get("id"))
+        if tree is None:
+            raise PillarError([config.missing_problem({}, "palplat")])
+        return tree
+
     def config(self) -> PalplatPillar:
         """The validated ``palplat`` pillar; raises ``PillarError`` with every problem
-        (also when this minion's pillar has no ``palplat`` key, or a null one)."""
-        return config.load(self.pillar, required=True)
+        (also when this minion's pillar has no ``palplat`` key, or a null one).
+
+        In a pull request's plan, the pull request's pillar (``palplat_plan``): its
+        unchanged ciphertexts are this minion's own (applied) values, the others sealed
+        (never decrypted); a real run refuses it."""
+        if not self.planning:
+            return self._load(self.pillar)
+        if not self.test and not self._plan_given:
+            raise InputError(
+                f"the {PLAN_PILLAR} pillar is a pull request's plan: it runs only in test "
+                "mode (salt-run palplat.plan); nothing was changed"
+            )
+        own = (self.pillar or {}).get("palplat")
+        return self._load(
+            {"palplat": self._plan_tree()},
+            planning=True,
+            resolve=lambda path: provenance.lookup(own, path),
+        )
+
+    def applied(self) -> PalplatPillar | None:
+        """In a pull request's plan, the pillar this minion applies today (the pull
+        request's base), to which credentials may be sent; None outside a plan."""
+        if not self.planning:
+            return None
+        try:
+            return self._load(self.pillar)
+        except PillarError:
+            return None
+
+    def guard(self):
+        """The :class:`palplat.egress.Guard` of this run: in a pull request's plan,
+        credentials go only to the applied pillar's endpoints."""
+        from palplat import egress
+
+        return egress.Guard(self.planning, self.applied())
+
+    def _load(self, pillar: Any, **kw: Any) -> PalplatPillar:
+        return config.load(pillar, required=True, plaintext_secrets=self.plaintext_secrets, **kw)
 
     def k3s_config(self) -> PalplatPillar:
         """The validated pillar plus the k3s stage's own checks (a pinned version, ...)."""
@@ -351,6 +455,7 @@ class Env:
             helm_bin=self.option("palplat.helm_bin", None),
             kubeconfig=self.option("palplat.kubeconfig", None),
             progress=self.progress("helm"),
+            guard=self.guard() if self.planning else None,
         )
         try:
             yield ctx
@@ -358,6 +463,6 @@ class Env:
             ctx.kube.close()
 
 
-def env(salt: Any, opts: Any, pillar: Any = None, context: Any = None) -> Env:
+def env(salt: Any, opts: Any, pillar: Any = None, context: Any = None, plan: Any = None) -> Env:
     """Shorthand used by loader modules: ``loaderkit.env(__salt__, __opts__, ...)``."""
-    return Env(salt, opts, pillar, context)
+    return Env(salt, opts, pillar, context, plan)

@@ -11,12 +11,15 @@ together with the field errors.
 
 from __future__ import annotations
 
-import re
 import urllib.parse
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, PlainValidator
+from pydantic import AfterValidator, Field, PlainSerializer, ValidationInfo
+from pydantic_core import PydanticCustomError
 
+from palplat import redact
+from palplat.chartref import Chart, ChartUrl, _chart_url  # noqa: F401 - re-exported
+from palplat.dora.pillar import Dora  # noqa: F401 - re-exported: palplat.model.Dora
 from palplat.fields import (  # noqa: F401 - re-exported: palplat.model.DnsLabel, ...
     DNS1123_LABEL,
     Cidr,
@@ -26,6 +29,7 @@ from palplat.fields import (  # noqa: F401 - re-exported: palplat.model.DnsLabel
     Model,
     Port,
     Quantity,
+    SafePath,
     SecretTree,
     _cidr,
     _dns_label,
@@ -34,8 +38,25 @@ from palplat.fields import (  # noqa: F401 - re-exported: palplat.model.DnsLabel
     _secret_tree,
     _size,
 )
+from palplat.gpu_pillar import (  # noqa: F401 - re-exported: palplat.model.Gpu, ...
+    DevicePlugin,
+    Gpu,
+    TimeSlicing,
+    ToolkitRepo,
+)
 from palplat.host.pillar import Host  # noqa: F401 - re-exported: palplat.model.Host
-from palplat.secret import Secret
+from palplat.nft.pillar import (  # noqa: F401 - re-exported: palplat.model.Firewall, ...
+    Confirm,
+    Firewall,
+    FirewallRule,
+    Management,
+    PortOrRange,
+    Source,
+    _port_or_range,
+    _source,
+)
+from palplat.provenance import Decrypted, Sealed
+from palplat.secret import Secret, secret_from
 from palplat.services.pillar import (  # noqa: F401 - re-exported
     Alert,
     Backup,
@@ -51,146 +72,98 @@ from palplat.services.pillar import (  # noqa: F401 - re-exported
 
 
 # ----------------------------------------------------------------------- firewall
-
-
-class Management(Model):
-    ssh_port: Port = 22
-    salt_ports: list[Port] = Field(
-        [4505, 4506], description="Salt master ports kept open from allow_from (servers)."
-    )
-    allow_from: list[Cidr] = Field(
-        default_factory=list,
-        description="Sources that must always reach the management ports.",
-    )
-
-
-def _port_or_range(v: Any) -> int | str:
-    if isinstance(v, bool) or not isinstance(v, (int, str)):
-        raise ValueError("must be a port number or a range 'LOW-HIGH'")
-    if isinstance(v, int):
-        if not 1 <= v <= 65535:
-            raise ValueError("port must be between 1 and 65535")
-        return v
-    m = re.match(r"^([0-9]{1,5})-([0-9]{1,5})$", v)
-    if not m:
-        raise ValueError("must be a port number or a range 'LOW-HIGH'")
-    lo, hi = int(m.group(1)), int(m.group(2))
-    if not (1 <= lo < hi <= 65535):
-        raise ValueError("range must be LOW-HIGH with 1 <= LOW < HIGH <= 65535")
-    return v
-
-
-def _source(v: str) -> str:
-    if v.startswith("@"):
-        if not re.match(r"^@[a-z][a-z0-9_]{0,31}$", v):
-            raise ValueError("is not a set reference: write '@' and a name from firewall:sets")
-        return v
-    return _cidr(v)
-
-
-def _gpu_enabled(v: Any) -> Any:
-    if v == "auto" or isinstance(v, bool):
-        return v
-    raise ValueError("must be auto, true or false")
-
-
-PortOrRange = Annotated[
-    Any,
-    PlainValidator(
-        _port_or_range,
-        json_schema_input_type=int | Annotated[str, Field(pattern=r"^[0-9]+-[0-9]+$")],
-    ),
-    Field(description="A port (443) or an inclusive range ('30000-32767')."),
-]
-Source = Annotated[str, AfterValidator(_source)]
-
-
-class FirewallRule(Model):
-    name: DnsLabel = Field(description="Unique rule name; shown in diffs and rule comments.")
-    proto: Literal["tcp", "udp"]
-    ports: list[PortOrRange] = Field(min_length=1)
-    from_: list[Source] = Field(
-        default_factory=list,
-        alias="from",
-        description="Source networks or '@set' names; empty means from anywhere.",
-    )
-    iif: Interface | None = Field(None, description="Only traffic arriving on this interface.")
-
-
-class Firewall(Model):
-    enabled: bool = True
-    table: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "palplat"
-    netns: str | None = Field(
-        None,
-        description="Apply inside this named network namespace instead of the host's "
-        "(the sandbox and the tests use it).",
-    )
-    management: Management = Management()
-    confirm_seconds: Annotated[int, Field(ge=10, le=3600)] = 120
-    trusted_interfaces: list[Interface] = []
-    sets: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")], list[Cidr]] = Field(
-        default_factory=dict, description="Named address sets, referenced as '@name' in rules."
-    )
-    allow: list[FirewallRule] = []
-    default_policy: Literal["drop", "accept"] = "drop"
-    force: bool = Field(
-        False,
-        description="Allow a ruleset that blocks the management ports from allow_from. "
-        "Dangerous: you can lose access to the host.",
-    )
-    persist: bool = Field(True, description="Write the table to the boot-time nftables config.")
-    profile: bool = Field(
-        True,
-        description="Add the node's k3s ports (k3s-api, kubelet, flannel-*, etcd) and trust "
-        "tailscale0. A rule in allow with the same name replaces a profile rule.",
-    )
-    rollback_timer: Literal["auto", "systemd", "process"] = Field(
-        "auto",
-        description="How an unconfirmed change is rolled back: a transient systemd timer "
-        "(systemd-run), or a detached process. auto: systemd where it is PID 1.",
-    )
-    root: str = Field(
-        "/",
-        description="Filesystem root of the persistence and rollback files (tests use a tmp dir).",
-    )
-    main_config: str = Field(
-        "/etc/nftables.conf",
-        description="The distribution's boot-time nftables file (under root); palplat only "
-        "adds one include line to it.",
-    )
+# The firewall section lives in palplat.nft.pillar (re-exported here).
 
 
 # ---------------------------------------------------------------------------- k3s
 
 
 class RegistryAuth(Model):
+    """Registry credentials."""
+
     username: str
+    """Registry user."""
     password: Secret
+    """GPG pillar."""
 
 
 class RegistryTLS(Model):
+    """Registry TLS settings."""
+
     insecure_skip_verify: bool = False
+    """Do not check the registry's certificate."""
     ca_file: str | None = None
+    """CA bundle on the node."""
     cert_file: str | None = None
+    """Client certificate on the node."""
     key_file: str | None = None
+    """Client key on the node."""
 
 
 class RegistryConfig(Model):
+    """One registry host's credentials and TLS."""
+
     auth: RegistryAuth | None = None
+    """Credentials (registries.yaml configs.<host>.auth)."""
     tls: RegistryTLS | None = None
+    """TLS settings (registries.yaml configs.<host>.tls)."""
 
 
 class RegistryMirror(Model):
+    """Where k3s pulls a registry's images from."""
+
     endpoint: list[str] = Field(min_length=1)
+    """Mirror URLs, tried in order."""
     rewrite: dict[str, str] | None = None
+    """Image name rewrites: regular expression -> replacement."""
 
 
 class Registries(Model):
+    """k3s's registries.yaml."""
+
     mirrors: dict[str, RegistryMirror] = {}
+    """Per registry host (or '*'): where to pull from (k3s registries.yaml)."""
     configs: dict[str, RegistryConfig] = {}
+    """Per registry host: credentials and TLS (k3s registries.yaml)."""
+
+
+# config.yaml keys that are credentials: typed secret wherever they are set (a
+# datastore-endpoint only when it holds a password, or came from decryption).
+K3S_SECRET_KEYS = frozenset(
+    {"token", "agent-token", "datastore-endpoint", "etcd-s3-secret-key", "vpn-auth"}
+)
+
+
+def _url_has_password(v: Any) -> bool:
+    if not isinstance(v, str) or "://" not in v:
+        return isinstance(v, str) and "@" in v and ":" in v.split("@", 1)[0]
+    try:
+        return urllib.parse.urlsplit(v).password is not None
+    except ValueError:
+        return True
+
+
+def _k3s_config(v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in v.items():
+        secret = key in K3S_SECRET_KEYS and (
+            key != "datastore-endpoint"
+            or isinstance(value, (Decrypted, Sealed, Secret))
+            or _url_has_password(value)
+        )
+        if not secret:
+            out[key] = value
+            continue
+        try:
+            out[key] = secret_from(value, info.context)
+        except PydanticCustomError as exc:
+            raise PydanticCustomError(exc.type, exc.message(), {"subpath": key}) from None
+    return out
 
 
 class K3sSource(Model):
+    """The k3s release archive: official URL, a mirror, file:// or salt://; sha256-verified."""
+
     url: str = Field(
         "https://github.com/k3s-io/k3s/releases/download/{version}",
         description="Base URL of a release: the official pattern, a mirror, or salt://...",
@@ -199,55 +172,83 @@ class K3sSource(Model):
         None, description="sha256 of the k3s binary; default: the release's checksum file."
     )
     airgap_images: bool = False
+    """Also install k3s-airgap-images-<arch>.tar.zst."""
+
+
+class Drain(Model):
+    """What draining this node (the ordered upgrade of an agent) may delete, as the flags of
+    ``kubectl drain``; both off, so a drain that would lose something refuses first."""
+
+    force: bool = Field(
+        False, description="Evict pods no controller recreates (they are gone for good)."
+    )
+    delete_emptydir_data: bool = Field(
+        False, description="Evict pods with emptyDir volumes (their data is lost)."
+    )
 
 
 class K3s(Model):
+    """The k3s stage: install, configure, join, run; upgrades through the quorum-safe runner. See
+    docs/k3s.md.
+    """
+
     mode: Literal["install", "external"] = Field(
         "install",
         description="install: palplat installs and runs k3s. external: use an existing "
         "cluster through `kubeconfig` and skip installation.",
     )
     version: Annotated[str, Field(pattern=r"^v[0-9]+\.[0-9]+\.[0-9]+(\+k3s[0-9]+)?$")] | None = None
+    """Pinned k3s release, e.g. v1.33.5+k3s1; required with mode install. A change on running nodes
+    goes through the quorum-safe upgrade.
+    """
     role: Literal["server", "agent"] = "server"
+    """server (control plane; the first one runs the cluster-wide stages) or agent."""
     cluster_init: bool = Field(
         True, description="First server of the cluster (embedded etcd when several servers)."
     )
     server_url: str | None = Field(None, description="URL of an existing server, to join.")
     token: Secret | None = None
-    kubeconfig: str | None = Field(
+    """The cluster's join token (GPG pillar); required to join, checked against the running
+    cluster.
+    """
+    kubeconfig: SafePath | None = Field(
         None, description="Kubeconfig path (external mode; default /etc/rancher/k3s/k3s.yaml)."
     )
-    config: dict[str, Any] = Field(
-        default_factory=dict, description="k3s config.yaml keys (flags without the --)."
+    config: Annotated[
+        dict[str, Any], AfterValidator(_k3s_config), PlainSerializer(lambda v: redact.mask(v))
+    ] = Field(
+        default_factory=dict,
+        description="k3s config.yaml keys (flags without the --). The credentials among "
+        "them (agent-token, etcd-s3-secret-key, vpn-auth, a datastore-endpoint with a "
+        "password) are secrets: GPG pillar.",
     )
     registries: Registries | None = None
+    """k3s's registries.yaml: mirrors and credentials."""
     source: K3sSource = K3sSource()
+    """Where the k3s binary comes from."""
     allow_downgrade: bool = False
+    """Allow a version older than the installed one."""
     extra_flags: list[str] = Field(
         default_factory=list,
         description="config keys to accept although palplat's list of k3s flags lacks "
         "them (a flag newer than palplat).",
     )
     ready_timeout: Annotated[int, Field(ge=10, le=3600)] = 300
-    root: str = Field(
-        "/", description="Filesystem root every k3s path lives under (tests use a tmp dir)."
+    """Seconds to wait for the API server and the node to be ready after a (re)start."""
+    root: SafePath = Field(
+        "/",
+        description="Filesystem root every k3s path lives under (tests use a tmp dir); it "
+        "is written into the k3s unit's ExecStart.",
     )
     service_manager: Literal["auto", "systemd", "processes"] = Field(
         "auto", description="auto: systemd where it runs, else plain processes."
     )
+    drain: Drain = Drain()
+    """What draining this node (an agent's ordered upgrade) may delete: kubectl drain's
+    --force and --delete-emptydir-data, both off."""
 
 
 # ---------------------------------------------------------------------------- helm
-
-
-class Chart(Model):
-    """Where a chart comes from: a helm repository, an OCI reference or a local path."""
-
-    repo: str | None = Field(None, description="Helm repository URL (with `name`).")
-    name: str | None = Field(None, description="Chart name in `repo`.")
-    oci: Annotated[str, Field(pattern=r"^oci://.+")] | None = None
-    path: str | None = Field(None, description="Local chart directory or archive.")
-    version: str | None = Field(None, description="Chart version; required for repo and oci.")
 
 
 def _https_url(v: str) -> str:
@@ -274,10 +275,26 @@ class Expose(Model):
     probe: bool = Field(True, description="A blackbox Probe (http_2xx) of url.")
 
 
+class Random(Model):
+    """A value palplat makes once (letters and digits) and keeps in the cluster."""
+
+    random: Annotated[int, Field(ge=16, le=128)] = Field(description="Its length.")
+
+
+SecretKey = Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]+$")]
+
+
 class Release(Model):
+    """One Helm release of the platform (fingerprinted: a run without a change calls no helm
+    upgrade).
+    """
+
     namespace: DnsLabel
+    """Namespace the release is installed in (created when missing)."""
     chart: Chart
+    """Where the chart comes from (repo + name, oci or path) and its pinned version."""
     values: dict[str, Any] = {}
+    """Chart values (plain); secrets go in secret_values."""
     secret_values: SecretTree = Field(
         default_factory=dict,
         description="Merged over `values`; every leaf is a secret (GPG pillar).",
@@ -290,12 +307,27 @@ class Release(Model):
             "instead of taking the value inline.",
         )
     )
-    needs: list[str] = []
-    enabled: bool = True
-    timeout: Annotated[int, Field(ge=10, le=7200)] = 600
-    wait: bool = True
+    generated: dict[DnsLabel, dict[SecretKey, str | Random]] = Field(
+        default_factory=dict,
+        description="Kubernetes Secrets palplat makes in the release's namespace before the "
+        "release, for charts that read an existingSecret (admin passwords): name -> key -> "
+        "a fixed value, or {random: <length>}, made once and kept (never in the pillar, "
+        "never shown). See docs: the first run.",
+    )
+    needs: list[str] = Field(
+        default_factory=list, description="Releases installed first (keys of releases)."
+    )
+    enabled: bool = Field(True, description="false: uninstall the release (keep_pvcs).")
+    timeout: Annotated[int, Field(ge=10, le=7200)] = Field(
+        600, description="Seconds helm waits for the release's objects to be ready."
+    )
+    wait: bool = Field(
+        True,
+        description="Wait for readiness and roll back atomically on failure; false: neither "
+        "(for charts whose objects never report ready).",
+    )
     keep_pvcs: bool = Field(True, description="Keep PersistentVolumeClaims on uninstall.")
-    create_namespace: bool = True
+    create_namespace: bool = Field(True, description="helm --create-namespace.")
     release_name: DnsLabel | None = Field(None, description="Defaults to the map key.")
     database: Database | None = Field(
         None,
@@ -304,6 +336,7 @@ class Release(Model):
         "CloudNativePG makes, `<key>-db-app` (see docs/platform.md).",
     )
     expose: Expose | None = None
+    """The release's web UI on the tailnet (a Tailscale Ingress, a blackbox Probe)."""
 
 
 class HelmTool(Model):
@@ -321,25 +354,8 @@ class HelmTool(Model):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
         None, description="sha256 of the archive; default: the `<url>.sha256sum` file."
     )
-    path: str = "/usr/local/bin/helm"
-
-
-def _chart_url(v: str) -> str:
-    """A chart repository URL (http/https) or an OCI reference (oci://registry[/path])."""
-    u = urllib.parse.urlsplit(v)
-    if u.scheme not in ("http", "https", "oci") or not u.hostname:
-        raise ValueError(
-            "must be a chart repository URL (http:// or https://) or an OCI registry "
-            "prefix (oci://registry[/path])"
-        )
-    if u.username or u.password:
-        raise ValueError(
-            "must not hold credentials (they would reach helm's argv and the logs); set "
-            "registry credentials under palplat:k3s:registries:configs:<host>:auth"
-        )
-    if u.query or u.fragment:
-        raise ValueError("must not have a query or fragment")
-    return v
+    path: SafePath = "/usr/local/bin/helm"
+    """Where palplat installs helm (and looks for it)."""
 
 
 def _mirrors(v: dict[str, str]) -> dict[str, str]:
@@ -352,102 +368,24 @@ def _mirrors(v: dict[str, str]) -> dict[str, str]:
     return v
 
 
-ChartUrl = Annotated[str, AfterValidator(_chart_url)]
-
-
 class Platform(Model):
+    """The platform stage: Helm releases in needs order, and the objects palplat makes beside them
+    (databases, Tailscale ingresses, Secrets). See docs/platform.md.
+    """
+
     helm: HelmTool = HelmTool()
+    """The helm binary (pinned and verified when version is set)."""
     releases: dict[DnsLabel, Release] = {}
+    """The platform's Helm releases, by key (the release name unless release_name)."""
     history_max: Annotated[int, Field(ge=1, le=100)] = 5
+    """helm --history-max: revisions kept per release."""
     parallel: Annotated[int, Field(ge=1, le=16)] = 4
+    """Releases of one needs-wave installed at once."""
     mirrors: Annotated[dict[ChartUrl, ChartUrl], AfterValidator(_mirrors)] = Field(
         default_factory=dict,
         description="Chart repository URL or OCI prefix (oci://registry[/path]) -> its "
         "mirror; every helm call uses the mirror. Not part of the release fingerprint: "
         "switching mirrors upgrades nothing.",
-    )
-
-
-# ----------------------------------------------------------------------------- gpu
-
-
-class TimeSlicing(Model):
-    replicas: Annotated[int, Field(ge=1, le=64)]
-
-
-class DevicePlugin(Model):
-    chart: Chart = Chart(
-        repo="https://nvidia.github.io/k8s-device-plugin",
-        name="nvidia-device-plugin",
-        version="0.17.1",
-    )
-    namespace: DnsLabel = "nvidia-device-plugin"
-    time_slicing: TimeSlicing | None = None
-    values: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Chart values merged over palplat's (runtimeClassName nvidia, a node "
-        "selector on nvidia.com/gpu.present=true, the time-slicing config).",
-    )
-
-
-class ToolkitRepo(Model):
-    """NVIDIA's container-toolkit apt repository (Debian and Ubuntu)."""
-
-    url: str = Field(
-        "https://nvidia.github.io/libnvidia-container/stable/deb/{arch}",
-        description="Repository base ({arch}: the Debian architecture, e.g. amd64).",
-    )
-    key_url: str = Field(
-        "https://nvidia.github.io/libnvidia-container/gpgkey",
-        description="Signing key (http(s), file:// or salt://); installed only when its "
-        "fingerprint is key_fingerprint.",
-    )
-    key_fingerprint: Annotated[str, Field(pattern=r"^[0-9A-F]{40}$")] = Field(
-        "C95B321B61E88C1809C4F759DDCAE044F796ECB0",
-        description="Pinned fingerprint of the repository's signing key (primary key).",
-    )
-    keyring: str = "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg"
-    file: str = "/etc/apt/sources.list.d/nvidia-container-toolkit.list"
-
-
-class Gpu(Model):
-    enabled: Annotated[
-        Any,
-        PlainValidator(_gpu_enabled, json_schema_input_type=Literal["auto"] | bool),
-        Field(
-            description="auto: only on nodes where an NVIDIA display device is found (per "
-            "node). true: fail on a node without one. false: the GPU stage does nothing."
-        ),
-    ] = "auto"
-    driver: Literal["nvidia-open", "nvidia"] = Field(
-        "nvidia-open", description="Kernel module flavour: open (Turing and newer) or proprietary."
-    )
-    driver_branch: Annotated[str, Field(pattern=r"^[0-9]{3}(-server)?$")] = Field(
-        "580", description="Ubuntu's driver branch (nvidia-driver-<branch>[-open])."
-    )
-    debian_non_free: bool = Field(
-        True,
-        description="Debian: add the contrib, non-free and non-free-firmware components "
-        "(the driver packages live there) in a sources file of their own.",
-    )
-    debian_mirror: str = "http://deb.debian.org/debian"
-    container_toolkit: bool = Field(
-        True, description="Install nvidia-container-toolkit (false: it is provided otherwise)."
-    )
-    toolkit_repo: ToolkitRepo = ToolkitRepo()
-    default_runtime: bool = Field(
-        False,
-        description="Make nvidia k3s's default runtime on GPU nodes (default-runtime: nvidia in "
-        "a k3s config drop-in); pods then need no runtimeClassName.",
-    )
-    verify_timeout: Annotated[int, Field(ge=10, le=3600)] = Field(
-        300, description="Seconds to wait for each GPU node's nvidia.com/gpu allocatable."
-    )
-    device_plugin: DevicePlugin = DevicePlugin()
-    root: str = Field(
-        "/",
-        description="Filesystem root the GPU stage reads (sysfs, procfs, modules) and writes "
-        "(keyring, k3s drop-in) under; tests point it at a tmp dir.",
     )
 
 
@@ -466,3 +404,4 @@ class PalplatPillar(Model):
     gpu: Gpu = Gpu()
     platform: Platform = Platform()
     services: Services = Services()
+    dora: Dora = Dora()

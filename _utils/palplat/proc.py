@@ -6,8 +6,10 @@ with mode 0600 or stdin) and masks the output it puts into errors and logs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import secrets
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -80,11 +82,28 @@ def run(
 
 
 def write_private(path: str, data: str | bytes) -> None:
-    """Write ``data`` to a new file readable only by its owner (0600), atomically."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    fd = os.open(path, flags, 0o600)
+    """Write ``data`` to ``path`` readable only by its owner (0600), atomically.
+
+    The bytes go to a new temporary file beside ``path`` (``O_EXCL | O_NOFOLLOW``: never an
+    existing file or a symlink planted there), which is flushed and then renamed over
+    ``path``. So a reader sees the old or the new content, never a truncated file, and a
+    symlink at ``path`` is replaced, not followed (the bytes never land where it points).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.palplat-{secrets.token_hex(6)}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, 0o600)
     try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data.encode() if isinstance(data, str) else data)
-    finally:
-        os.close(fd)
+        try:
+            os.fchmod(fd, 0o600)
+            view = memoryview(data.encode() if isinstance(data, str) else data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -18,7 +18,7 @@ from typing import Any
 from palplat import proc, yamlio
 from palplat.errors import InputError, PalplatError
 from palplat.model import Chart, Release
-from palplat.secret import reveal
+from palplat.secret import Secret, reveal
 
 FORMAT = 1  # of the fingerprint and of the stored state
 
@@ -75,9 +75,23 @@ def merge(base: Any, over: Any) -> Any:
     return over
 
 
-def merged_values(rel: Release) -> dict:
-    """values with secret_values merged over them (plain: only for 0600 files and hashes)."""
-    return merge(dict(rel.values), reveal(dict(rel.secret_values)))
+PLACEHOLDER = "palplat-plan-placeholder"
+
+
+def merged_values(rel: Release, placeholders: bool = False) -> dict:
+    """values with secret_values merged over them (plain: only for 0600 files and hashes).
+    ``placeholders``: each secret value replaced by :data:`PLACEHOLDER` (a chart a pull
+    request changed is never rendered with real secret values)."""
+    secrets = dict(rel.secret_values)
+    return merge(dict(rel.values), _placeholders(secrets) if placeholders else reveal(secrets))
+
+
+def _placeholders(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _placeholders(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_placeholders(v) for v in tree]
+    return PLACEHOLDER if isinstance(tree, Secret) else tree
 
 
 @contextlib.contextmanager

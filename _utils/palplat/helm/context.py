@@ -13,7 +13,7 @@ from typing import Any
 from palplat import config
 from palplat import kube as k8s
 from palplat.errors import CommandError
-from palplat.helm.chart import RepoIndex, chart_args, repo_name
+from palplat.helm.chart import RepoIndex, chart_args, merged_values, repo_name
 from palplat.helm.cli import Helm, HelmError
 from palplat.helm.install import binary
 from palplat.helm.mirror import describe, mirrored
@@ -41,7 +41,12 @@ class Context:
     mirrors: Mapping[str, str] = field(default_factory=dict)  # source -> mirror URL
     index: RepoIndex = field(default_factory=RepoIndex)
     listed: dict = field(default_factory=dict)  # helm's listing of this run's plan
+    stores: dict = field(default_factory=dict)  # (namespace, name) -> fingerprint store
     caps: tuple | None = None  # (server version, API versions), see helm.render
+    # a pull request's plan (palplat.egress): render without cluster access, log in only
+    # where the applied pillar does, untrusted charts without their secret values
+    guard: Any = None
+    untrusted: frozenset = frozenset()  # release keys whose chart the pull request changes
     _repos_added: set = field(default_factory=set)
     _logins: set = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -49,6 +54,17 @@ class Context:
     def chart(self, chart: Chart) -> Chart:
         """``chart`` as helm fetches it (on its mirror, see :mod:`palplat.helm.mirror`)."""
         return mirrored(chart, self.mirrors)
+
+    @property
+    def client_only(self) -> bool:
+        """A pull request's plan renders every release client-side: a chart's ``lookup``
+        then reads nothing from the cluster (it could copy a Secret into the plan)."""
+        return bool(self.guard is not None and self.guard.active)
+
+    def values(self, key: str, rel: Any) -> dict:
+        """The values a render of release ``key`` gets: an untrusted chart (changed by a
+        pull request) gets a placeholder for each secret value, never the value."""
+        return merged_values(rel, placeholders=key in self.untrusted)
 
     def chart_args(self, chart: Chart) -> list[str]:
         """The CHART argument(s) of a helm call for ``chart`` (mirrors applied)."""
@@ -73,6 +89,9 @@ class Context:
                 host = urllib.parse.urlparse(c.oci).netloc
                 auth = getattr(self.registries.get(host), "auth", None)
                 if auth is not None and host not in self._logins:
+                    why = self.guard.registry_login(host, auth) if self.guard else None
+                    if why:
+                        raise HelmError(f"{pillar_path(key, 'chart:oci')}: {why}")
                     self.helm.registry_login(host, auth.username, auth.password.reveal())
                     self._logins.add(host)
 
@@ -84,10 +103,12 @@ def context_for(
     kubeconfig: str | None = None,
     helm_env: Mapping[str, str] | None = None,
     progress: Progress | None = None,
+    guard: Any = None,
 ) -> Context:
     """A :class:`Context` for a validated pillar. ``helm_bin`` defaults to the pinned
     install (``palplat:platform:helm``), else ``helm`` on PATH. ``progress`` receives the
-    progress of long helm calls (a Salt loader module passes a ``loaderkit.Progress``)."""
+    progress of long helm calls (a Salt loader module passes a ``loaderkit.Progress``).
+    ``guard``: a pull request's plan (:class:`palplat.egress.Guard`)."""
     helm_bin = helm_bin or binary(cfg)
     kc = kubeconfig or config.kubeconfig_path(cfg)
     regs = {}
@@ -101,4 +122,6 @@ def context_for(
         registries=regs,
         progress=progress,
         mirrors=dict(cfg.platform.mirrors),
+        guard=guard,
+        untrusted=frozenset(guard.untrusted_charts(cfg)) if guard is not None else frozenset(),
     )

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from palplat import kube as k8s
 from palplat.errors import CommandError
-from palplat.helm.chart import merged_values, values_file
+from palplat.helm.chart import values_file
 from palplat.helm.cli import HelmError
 from palplat.helm.context import Context, pillar_path
 from palplat.helm.manifest import compare, parse_manifest, scoped
@@ -19,7 +19,7 @@ from palplat.helm.render import Rendered, crd_apis, helm_message, render_client
 def _render_server(p: ReleasePlan, ctx: Context) -> list[dict]:
     """``helm upgrade --install --dry-run=server``: lookup works, so generated secrets
     stay what they are."""
-    with values_file(merged_values(p.rel)) as vf:
+    with values_file(ctx.values(p.key, p.rel)) as vf:
         out = ctx.helm.upgrade(
             p.name,
             p.namespace,
@@ -74,7 +74,18 @@ def render_diff(
     ctx.prepare(p.key, p.rel.chart)
     if client is None:
         client = render_client(p, ctx)
-    if pending_crds:
+    if ctx.client_only:
+        p.reasons.append(
+            "rendered client-side (helm template): a pull request's plan renders without "
+            "cluster access (a chart's lookup reads nothing)"
+            + (
+                "; its chart changed, so with placeholders for its secret values"
+                if p.key in ctx.untrusted
+                else ""
+            )
+        )
+        desired = _client_objects(p, ctx, client, pending_crds)
+    elif pending_crds:
         names = ", ".join(c["metadata"]["name"] for c in pending_crds)
         p.reasons.append(
             f"rendered client-side (helm template): its CustomResourceDefinitions are not "

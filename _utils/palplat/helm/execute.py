@@ -35,6 +35,7 @@ from palplat.helm.manifest import baseline, obj_key, parse_manifest, scoped
 from palplat.helm.planner import ReleasePlan, plan
 from palplat.helm.render import render_client
 from palplat.helm.store import store_manifest, store_name
+from palplat.kube import pods
 from palplat.model import Release
 
 log = logging.getLogger("palplat.helm")
@@ -42,9 +43,16 @@ log = logging.getLogger("palplat.helm")
 VERIFY_FAILED = "verify failed: still not converged"
 
 
-def _run_with_progress(fn: Callable[[], Any], what: str, ctx: Context, every: float = 5.0) -> Any:
-    """Run a blocking helm call; report progress while it runs."""
-    if ctx.progress is None:
+def _run_with_progress(
+    fn: Callable[[], Any],
+    what: str,
+    ctx: Context,
+    every: float = 5.0,
+    watch: pods.Watch | None = None,
+) -> Any:
+    """Run a blocking helm call; report progress while it runs (and let ``watch`` take
+    its pictures of the pods that are not ready yet)."""
+    if ctx.progress is None and watch is None:
         return fn()
     start = time.monotonic()
     with ThreadPoolExecutor(1) as ex:
@@ -53,9 +61,16 @@ def _run_with_progress(fn: Callable[[], Any], what: str, ctx: Context, every: fl
             try:
                 return fut.result(timeout=every)
             except FutureTimeout:  # builtin TimeoutError only from 3.11
-                ctx.progress(
-                    "waiting", f"{what}: still running after {time.monotonic() - start:.0f}s"
-                )
+                waiting = ""
+                if watch is not None:
+                    watch.tick()
+                    if watch.last:
+                        waiting = f"; {pods.describe(watch.last)}"
+                if ctx.progress is not None:
+                    ctx.progress(
+                        "waiting",
+                        f"{what}: still running after {time.monotonic() - start:.0f}s{waiting}",
+                    )
 
 
 def _store(p: ReleasePlan, ctx: Context, manifest: str, revision: int) -> None:
@@ -127,25 +142,41 @@ def _upgrade(p: ReleasePlan, ctx: Context) -> None:
                 keep_pvcs=rel.keep_pvcs,
             )
 
+    # the pods that keep the wait from ending, pictured while it runs: an atomic upgrade
+    # that times out deletes them when it rolls back
+    watch = pods.Watch(ctx.kube, p.namespace, p.name) if rel.wait else None
     try:
-        out = _run_with_progress(call, what, ctx)
+        out = _run_with_progress(call, what, ctx, watch=watch)
     except CommandError as exc:
         err = (exc.stderr or str(exc)).strip()
+        stuck = pods.describe(watch.final()) if watch is not None and _timed_out(err) else ""
         if not rel.wait:
             _rollback_by_hand(p, ctx, before)
         st = ctx.helm.status(p.name, p.namespace)
         rev = int(st["version"]) if st else None
         state = f"now at revision {rev} ({st['info']['status']})" if st else "not installed"
+        cause = (
+            f" Waited {rel.timeout}s ({pillar_path(p.key, 'timeout')}); {stuck}. Fix what "
+            f"keeps them from starting (docs: troubleshooting, a failed wait), or the chart "
+            f"or {pillar_path(p.key, 'values')}, and re-run"
+            if stuck
+            else f" Fix the chart or {pillar_path(p.key, 'values')} and re-run"
+        )
         raise HelmError(
             f"helm upgrade of release {p.namespace}/{p.name} failed and was rolled back; "
-            f"the release is {state}. helm said: {err}. Fix the chart or "
-            f"{pillar_path(p.key, 'values')} and re-run",
+            f"the release is {state}. helm said: {err}.{cause}",
             rev,
         ) from None
     p.revision = int(out.get("version") or 0)
     _store(p, ctx, out.get("manifest", ""), p.revision)
     if ctx.progress:
         ctx.progress("done", f"{what}: revision {p.revision}", force=True, release=p.name)
+
+
+def _timed_out(err: str) -> bool:
+    """Whether helm's error is its wait running out (not a render or API error)."""
+    text = err.lower()
+    return any(s in text for s in ("context deadline exceeded", "timed out waiting", "timeout"))
 
 
 def _recover_pending(p: ReleasePlan, ctx: Context) -> None:

@@ -97,6 +97,7 @@ def plan(
         ): s
         for s in ctx.kube.list("v1", "Secret", label_selector=STORE_LABEL)
     }
+    ctx.stores = stores  # every release palplat installed (orphans: palplat.platform)
     plans: list[ReleasePlan] = []
     for key in names:
         rel = releases[key]

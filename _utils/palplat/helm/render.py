@@ -24,7 +24,7 @@ from typing import Any
 
 from palplat.errors import CommandError
 from palplat.helm import keep
-from palplat.helm.chart import merged_values, values_file
+from palplat.helm.chart import values_file
 from palplat.helm.cli import HelmError
 from palplat.helm.context import Context, pillar_path
 from palplat.helm.manifest import split_crds
@@ -106,7 +106,7 @@ def render_client(p: ReleasePlan, ctx: Context, extra_apis: Iterable[str] = ()) 
     version, apis = capabilities(ctx)
     extra = tuple(a for a in extra_apis if a not in set(apis))
     try:
-        with values_file(merged_values(p.rel)) as vf:
+        with values_file(ctx.values(p.key, p.rel)) as vf:
             text = ctx.helm.template(
                 p.name,
                 p.namespace,

@@ -9,9 +9,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from palplat import proc
 from palplat.errors import PillarProblem
+from palplat.host import packages as pkgindex
 from palplat.host.kernel import module_known
-from palplat.host.settings import SYSCTL_FROM_MODULE, modules, sysctls
+from palplat.host.settings import SYSCTL_FROM_MODULE, modules, package_names, settings, sysctls
 
 if TYPE_CHECKING:  # pragma: no cover
     from palplat.model import PalplatPillar
@@ -26,11 +28,51 @@ def sysctl_path(name: str, root: str | Path = "/") -> Path:
     return Path(root, "proc/sys", *parts)
 
 
-def problems(cfg: PalplatPillar, root: str | Path = "/") -> list[PillarProblem]:
+def package_problems(
+    cfg: PalplatPillar, os_family: str, run=proc.run, root: str | Path = "/"
+) -> list[PillarProblem]:
+    """Every package the host and firewall stages would install that this host's package
+    index does not know (nothing when the index cannot be asked)."""
+    s = settings(cfg, os_family)
+    pillar = package_names(cfg, os_family)
+    names = [*s["packages"], *s["firewall_packages"]]
+    missing = pkgindex.unknown(names, os_family, run, str(root))
+    if not missing:
+        return []
+    tool = pkgindex.INDEX.get(os_family, "the package manager")
+    out = []
+    for name in missing:
+        where = next((i for i, n in pillar if n == name), None)
+        if where is not None:
+            entry = cfg.host.packages[where]
+            path = f"{BASE}:packages:{where}" + ("" if isinstance(entry, str) else f":{os_family}")
+            why = ""
+        else:
+            path = BASE
+            why = f"needs the package {name} (the host or firewall stage installs it): "
+        out.append(
+            PillarProblem(
+                path,
+                f"{why}{name} is not in {tool}'s package index on this host ({os_family})"
+                f"{pkgindex.hint(name, os_family)}; check the name, or add the repository "
+                "that has it, then re-run",
+                name,
+            )
+        )
+    return out
+
+
+def problems(
+    cfg: PalplatPillar, root: str | Path = "/", os_family: str | None = None, run=proc.run
+) -> list[PillarProblem]:
+    """What this host cannot take; ``os_family`` (Salt's grain) also checks the packages
+    against the package index."""
     h = cfg.host
     out: list[PillarProblem] = []
     if not h.manage:
         return out
+    if os_family:
+        out.extend(package_problems(cfg, os_family, run, root))
     loaded_later = set(modules(cfg))
     release = os.uname().release
     for name in modules(cfg):

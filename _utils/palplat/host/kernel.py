@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from palplat import proc
+from palplat import proc, redact
 from palplat.errors import PalplatError
 
 # A feature that proves the module is there (built in or loaded).
@@ -86,7 +86,7 @@ def load_modules(names: list[str], root: str | Path = "/", run=proc.run) -> list
     for m in missing:
         res = run(["modprobe", m], check=False, timeout=60)
         if res.returncode != 0:
-            why[m] = (res.stderr or res.stdout or "").strip()[-300:]
+            why[m] = redact.tail(res.stderr or res.stdout, 300)
     still = missing_modules(names, root)
     if still:
         errors = "".join(f"; modprobe {m}: {why[m]}" for m in still if why.get(m))

@@ -18,7 +18,7 @@ import re
 import struct
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator
 
 from palplat.fields import DnsLabel, Model, Port
 from palplat.secret import Secret
@@ -189,6 +189,42 @@ SshKey = Annotated[str, AfterValidator(ssh_key)]
 UserName = Annotated[str, AfterValidator(user_name)]
 GroupName = Annotated[str, AfterValidator(group_name)]
 PackageName = Annotated[str, AfterValidator(package_name)]
+# Salt's os_family grain values palplat knows package names for
+OS_FAMILIES = ("Debian", "RedHat", "Arch", "Suse")
+
+
+def package(v: Any) -> str | dict[str, str]:
+    """A package: one name everywhere, or its name per OS family (a family left out
+    installs nothing there). One error per entry, at its own path."""
+    if isinstance(v, str):
+        return package_name(v)
+    if not isinstance(v, dict) or not v:
+        raise ValueError(
+            "is not a package: a name, or a mapping of OS family to name, e.g. "
+            "{Debian: nfs-common, RedHat: nfs-utils}"
+        )
+    for fam, name in v.items():
+        if fam not in OS_FAMILIES:
+            raise ValueError(
+                f"names the OS family {fam!r}; Salt's os_family grain is one of "
+                f"{', '.join(OS_FAMILIES)}"
+            )
+        if not isinstance(name, str):
+            raise ValueError(f"{fam}: is not a package name (a string)")
+        try:
+            package_name(name)
+        except ValueError as exc:
+            raise ValueError(f"{fam}: {exc}") from None
+    return dict(v)
+
+
+Package = Annotated[
+    Any,
+    PlainValidator(
+        package,
+        json_schema_input_type=PackageName | dict[Literal[OS_FAMILIES], PackageName],  # type: ignore[valid-type]
+    ),
+]
 ModuleName = Annotated[str, AfterValidator(module_name)]
 SysctlName = Annotated[str, AfterValidator(sysctl_name)]
 SysctlValue = Annotated[Any, AfterValidator(sysctl_value)]
@@ -218,11 +254,16 @@ class User(Model):
         description="sudo without a password (the account has none: logins are key-only).",
     )
     shell: AbsPath = "/bin/bash"
+    """Login shell."""
     uid: Annotated[int, Field(ge=1000, le=59999)] | None = None
+    """Fixed uid (1000-59999); default: the next free one."""
     fullname: Annotated[str, Field(pattern=r"^[^:\n,]*$")] = ""
+    """GECOS full name."""
 
 
 class Ssh(Model):
+    """sshd's settings (a drop-in that wins over the distribution's config)."""
+
     manage: bool | None = Field(
         None,
         description="Configure sshd: key-only, no root login, the port below. Default (null): "
@@ -236,6 +277,8 @@ class Ssh(Model):
 
 
 class TimeSync(Model):
+    """Time sync (etcd needs a right clock)."""
+
     enabled: bool = Field(True, description="systemd-timesyncd keeps the clock (etcd needs it).")
     servers: list[HostName] = Field(
         default_factory=list, description="NTP servers; empty: the distribution's pool."
@@ -243,11 +286,17 @@ class TimeSync(Model):
 
 
 class Journald(Model):
+    """journald's limits."""
+
     system_max_use: Annotated[str, AfterValidator(journal_size)] = "1G"
+    """Most disk space the journal takes (e.g. 2G)."""
     max_retention: Annotated[str, AfterValidator(journal_span)] = "1month"
+    """Oldest entries kept (e.g. 1month, 2week)."""
 
 
 class AutoUpdates(Model):
+    """Automatic security updates."""
+
     enabled: bool = Field(
         True,
         description="Automatic security updates (Debian: unattended-upgrades). Arch has no "
@@ -255,12 +304,14 @@ class AutoUpdates(Model):
     )
     reboot: bool = Field(False, description="Reboot by itself when an update needs it.")
     reboot_time: Annotated[str, AfterValidator(hhmm)] = "04:00"
+    """When an automatic reboot may happen (HH:MM), with reboot: true."""
 
 
 class Tailscale(Model):
     """tailscaled on the host, joined to the tailnet with an auth key from a 0600 file."""
 
     enabled: bool = False
+    """Install and join tailscaled (needs an auth key only you can make)."""
     version: Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")] | None = Field(
         None, description="Pinned tailscale version (required when enabled), e.g. 1.76.6."
     )
@@ -277,11 +328,20 @@ class Tailscale(Model):
         "tailscale reads it from there, never from argv. Unset: put the file there yourself.",
     )
     auth_key_file: AbsPath = "/etc/palplat/tailscale-auth.key"
+    """The auth key's 0600 file on the host (written from auth_key, or put there by you)."""
+    auth_key_reusable: bool = Field(
+        False,
+        description="The auth key may log in more than once (a reusable key): a change of "
+        "tags or control server on a running node may then log in again with it. Otherwise "
+        "such a change needs a fresh key in auth_key.",
+    )
     tags: list[Tag] = Field(default_factory=list, description="--advertise-tags.")
     hostname: DnsLabel | None = Field(None, description="Tailscale machine name.")
     login_server: str | None = Field(None, description="Control server URL (Headscale).")
     accept_routes: bool = False
+    """tailscale up --accept-routes."""
     up_timeout: Annotated[int, Field(ge=10, le=600)] = 120
+    """Seconds to wait for the join."""
 
 
 class Host(Model):
@@ -293,10 +353,18 @@ class Host(Model):
         description="Manage the host. The sandbox sets false so that nothing outside its "
         "work directory changes.",
     )
-    packages: list[PackageName] = []
+    packages: list[Package] = Field(
+        default_factory=list,
+        description="OS packages: a name, or a name per OS family where they differ, e.g. "
+        "{Debian: nfs-common, RedHat: nfs-utils, Arch: nfs-utils} (a family left out "
+        "installs nothing there). The plan checks each against the package index.",
+    )
     timezone: Timezone | None = None
+    """IANA timezone (timezone.system), e.g. Europe/Berlin; checked against the host's tz database.
+    """
     users: dict[UserName, User] = Field(default_factory=dict, description="Operator accounts.")
     ssh: Ssh = Ssh()
+    """sshd: key-only logins, no root, on the firewall's SSH port."""
     k3s_prerequisites: bool = Field(
         True,
         description="The kernel modules (br_netfilter, overlay) and sysctls (forwarding, "
@@ -316,6 +384,10 @@ class Host(Model):
         "bare YAML off (read as false) means off.",
     )
     time_sync: TimeSync = TimeSync()
+    """systemd-timesyncd."""
     journald: Journald = Journald()
+    """journald's disk use."""
     auto_updates: AutoUpdates = AutoUpdates()
+    """Automatic security updates (Debian: unattended-upgrades)."""
     tailscale: Tailscale = Tailscale()
+    """tailscaled on the host (the tailnet the firewall trusts)."""

@@ -41,6 +41,21 @@ PATHS = {
     "fstab": "/etc/fstab",
 }
 SSH_SERVICE = {"Debian": "ssh", "Arch": "sshd"}
+# What the host and firewall stages rely on, installed before they use it: the OpenSSH
+# server (sshd, and the ssh client Salt's ssh_auth needs), nftables (the firewall's nft)
+SSH_PACKAGE = {"Arch": "openssh"}  # elsewhere openssh-server
+FIREWALL_PACKAGE = "nftables"
+
+
+def package_names(cfg: PalplatPillar, os_family: str) -> list[tuple[int, str]]:
+    """``(index in host:packages, name on this OS family)`` of the pillar's packages (an
+    entry naming other families only is left out)."""
+    out = []
+    for i, p in enumerate(cfg.host.packages):
+        name = p if isinstance(p, str) else p.get(os_family)
+        if name:
+            out.append((i, name))
+    return out
 
 
 def modules(cfg: PalplatPillar) -> list[str]:
@@ -121,7 +136,13 @@ def settings(cfg: PalplatPillar, os_family: str = "Debian") -> dict[str, Any]:
     h = cfg.host
     debian = os_family == "Debian"
     skipped: dict[str, str] = {}
-    packages = list(h.packages)
+    packages = [name for _, name in package_names(cfg, os_family)]
+    other = [p for p in h.packages if not isinstance(p, str) and os_family not in p]
+    if other:
+        skipped["packages"] = (
+            f"{len(other)} entr{'y' if len(other) == 1 else 'ies'} of host:packages name no "
+            f"package for {os_family}"
+        )
 
     def need(pkg: str) -> None:
         if pkg not in packages:
@@ -158,6 +179,8 @@ def settings(cfg: PalplatPillar, os_family: str = "Debian") -> dict[str, Any]:
         "tailscale": None,
         "skipped": skipped,
     }
+    if ssh_managed(cfg) or any(u.ssh_keys for u in h.users.values()):
+        need(SSH_PACKAGE.get(os_family, "openssh-server"))  # before sshd and ssh_auth
     if ssh_managed(cfg):
         out["sshd"] = {
             "file": _file(PATHS["sshd"], sshd_text(cfg)),
@@ -197,4 +220,7 @@ def settings(cfg: PalplatPillar, os_family: str = "Debian") -> dict[str, Any]:
     if h.tailscale.enabled:
         out["tailscale"] = {"tags": list(h.tailscale.tags), "service": "tailscaled", "join": True}
     out["packages"] = packages
+    # Salt loads its ssh module (ssh_auth) only once the ssh client is there
+    out["reload_modules"] = SSH_PACKAGE.get(os_family, "openssh-server") in packages
+    out["firewall_packages"] = [FIREWALL_PACKAGE] if h.manage and cfg.firewall.enabled else []
     return out

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from palplat import proc, release
+from palplat import proc, redact, release
 from palplat.errors import PalplatError
 from palplat.fetch import FetchSalt, source_url
 from palplat.host.pillar import Tailscale
@@ -145,7 +145,7 @@ def status(run=proc.run, cli: str = TAILSCALE) -> dict[str, Any]:
     try:
         return json.loads(res.stdout)
     except ValueError:
-        return {"BackendState": "Unreachable", "Error": (res.stderr or res.stdout).strip()[-300:]}
+        return {"BackendState": "Unreachable", "Error": redact.tail(res.stderr or res.stdout, 300)}
 
 
 def prefs(run=proc.run, cli: str = TAILSCALE) -> dict[str, Any]:
@@ -206,7 +206,7 @@ def join_plan(ts: Tailscale, run=proc.run, cli: str = TAILSCALE) -> JoinPlan:
     tags = sorted((st.get("Self") or {}).get("Tags") or [])
     key_changed = _key_differs(ts)
     up = state != "Running" or tags != sorted(ts.tags)
-    drift = {} if up else settings_drift(ts, prefs(run, cli))
+    drift = settings_drift(ts, prefs(run, cli)) if state == "Running" else {}
     if "login_server" in drift:
         up = True  # another control server: a new login (with every setting)
     settings = {} if up else drift
@@ -221,12 +221,39 @@ def join_plan(ts: Tailscale, run=proc.run, cli: str = TAILSCALE) -> JoinPlan:
             "old": {"state": state, "tags": tags},
             "new": {"state": "Running", "tags": sorted(ts.tags)},
         }
+    if up and state == "Running":
+        # tags and the control server of a running node change only with a new login
+        # (`tailscale set` has no --advertise-tags): `up --force-reauth` with a key that
+        # was already used (a one-off key) logs the node out of the tailnet, and SSH and
+        # Salt with it when they run over tailscale0. Only with a key that can log in.
+        what = (
+            f"the control server ({drift['login_server']['old']} -> {drift['login_server']['new']})"
+            if "login_server" in drift
+            else f"the tags ({tags} -> {sorted(ts.tags)})"
+        )
+        if not key_changed and not ts.auth_key_reusable:
+            raise TailscaleError(
+                f"{P}: changing {what} of a running node needs a new login (tailscale has no "
+                "`tailscale set` for it), and the key in "
+                f"{ts.auth_key_file} already logged this node in: a one-off key would fail "
+                "and drop the node from the tailnet (SSH and Salt over tailscale0 with it). "
+                f"Put a fresh auth key allowed to use these tags in {P}:auth_key (GPG pillar), "
+                f"or set {P}:auth_key_reusable: true if the key is reusable, or change it in "
+                "the Tailscale admin console and update the pillar to match; nothing was "
+                "changed"
+            )
     if up and ts.auth_key is None and not Path(ts.auth_key_file).exists():
         raise TailscaleError(
             f"{P}: the node is {state} and there is no auth key: set {P}:auth_key (GPG "
             f"pillar) or put the key in {ts.auth_key_file} (mode 0600)"
         )
-    if up:
+    if up and state == "Running":
+        comment = (
+            f"log in again (tailscale up --force-reauth, with a fresh key) to change "
+            f"{'the control server' if 'login_server' in drift else 'the tags'} to "
+            f"{sorted(ts.tags)}"
+        )
+    elif up:
         comment = f"join the tailnet as {state} -> Running with tags {sorted(ts.tags)}"
     elif settings:
         comment = f"set {', '.join(sorted(settings))} on the running node (tailscale set)"

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from palplat import proc
+from palplat import proc, redact
 from palplat.host import kernel
 from palplat.host.facts import sysctl_path
 
@@ -35,7 +35,7 @@ def in_container(root: str | Path = "/") -> bool:
 def sshd(expected: dict[str, str], run=proc.run) -> str | None:
     res = run(["sshd", "-T"], check=False, timeout=30)
     if res.returncode != 0:
-        return f"sshd -T failed: {(res.stderr or res.stdout).strip()[-300:]}"
+        return f"sshd -T failed: {redact.tail(res.stderr or res.stdout, 300)}"
     have: dict[str, str] = {}
     for ln in res.stdout.splitlines():
         k, _, v = ln.partition(" ")

@@ -14,6 +14,7 @@ from palplat.errors import PalplatError
 from palplat.k3s.flags import SECRET_KEYS
 from palplat.k3s.layout import K3S_KUBECONFIG, paths, rooted
 from palplat.model import PalplatPillar
+from palplat.secret import Secret
 
 HIDDEN = redact.HIDDEN
 
@@ -21,7 +22,9 @@ HIDDEN = redact.HIDDEN
 def desired_config(cfg: PalplatPillar) -> dict[str, Any]:
     """config.yaml content (plain values: it is written 0600)."""
     k, p = cfg.k3s, paths(cfg)
-    out: dict[str, Any] = dict(k.config)
+    out: dict[str, Any] = {
+        key: (v.reveal() if isinstance(v, Secret) else v) for key, v in k.config.items()
+    }
     if k.token is not None:
         out["token"] = str(k.token.reveal())
     if k.server_url:

@@ -12,8 +12,9 @@ import json
 import re
 import urllib.parse
 
+from palplat import validation
 from palplat.errors import PillarProblem
-from palplat.model import PalplatPillar
+from palplat.model import K3S_SECRET_KEYS, PalplatPillar
 
 P = "palplat:k3s"
 
@@ -61,10 +62,8 @@ MANAGED_KEYS = {
     "server": "palplat:k3s:server_url",
     "cluster-init": "palplat:k3s:cluster_init",
 }
-# config.yaml keys whose values are secrets wherever they came from.
-SECRET_KEYS = frozenset(
-    {"token", "agent-token", "datastore-endpoint", "etcd-s3-secret-key", "vpn-auth"}
-)
+# config.yaml keys whose values are secrets wherever they came from (the model types them).
+SECRET_KEYS = K3S_SECRET_KEYS
 
 
 def check(cfg: PalplatPillar, *, stage: bool = True) -> list[PillarProblem]:
@@ -139,4 +138,65 @@ def check(cfg: PalplatPillar, *, stage: bool = True) -> list[PillarProblem]:
         )
     if k.source.sha256 and not re.fullmatch(r"[0-9a-f]{64}", k.source.sha256):
         out.append(PillarProblem(f"{P}:source:sha256", "must be 64 lowercase hex digits"))
+    out.extend(_paths_and_modes(k))
+    return out
+
+
+# System directories a data-dir may not be (purge deletes the data-dir recursively).
+_SYSTEM_DIRS = frozenset(
+    "/ /bin /boot /dev /etc /home /lib /lib64 /media /mnt /opt /proc /root /run /sbin /srv "
+    "/sys /tmp /usr /usr/local /var /var/lib /var/log /var/lib/rancher".split()
+)
+
+
+def _paths_and_modes(k) -> list[PillarProblem]:
+    out: list[PillarProblem] = []
+    data_dir = k.config.get("data-dir")
+    if data_dir is not None:
+        text = data_dir if isinstance(data_dir, str) else ""
+        norm = "/" + "/".join(c for c in text.split("/") if c not in ("", "."))
+        if (
+            not isinstance(data_dir, str)
+            or not re.fullmatch(r"/[A-Za-z0-9._/+@,=:-]*", text)
+            or "/../" in text + "/"
+        ):
+            out.append(
+                PillarProblem(
+                    f"{P}:config:data-dir",
+                    "must be a normalized absolute path of letters, digits and . _ / + @ , = : -",
+                    validation.found(data_dir),
+                )
+            )
+        elif norm in _SYSTEM_DIRS or norm.count("/") < 2:
+            out.append(
+                PillarProblem(
+                    f"{P}:config:data-dir",
+                    f"is {norm}, a system or top-level directory: k3s keeps its state there "
+                    "and palplat_k3s.absent purge=True would delete it; use a directory of "
+                    "its own (default /var/lib/rancher/k3s)",
+                    validation.found(data_dir),
+                )
+            )
+    mode = k.config.get("write-kubeconfig-mode")
+    if mode is not None:
+        text = mode if isinstance(mode, (str, int)) and not isinstance(mode, bool) else ""
+        text = str(text)
+        if not re.fullmatch(r"0?[0-7]{3}", text):
+            out.append(
+                PillarProblem(
+                    f"{P}:config:write-kubeconfig-mode",
+                    'must be an octal mode as a string, e.g. "0600"',
+                    validation.found(mode),
+                )
+            )
+        elif int(text, 8) & 0o007:
+            out.append(
+                PillarProblem(
+                    f"{P}:config:write-kubeconfig-mode",
+                    f"is {text}: every local user could read the admin kubeconfig (cluster "
+                    'admin credentials); use "0600" (k3s\'s default; or "0640" with '
+                    "write-kubeconfig-group)",
+                    validation.found(mode),
+                )
+            )
     return out

@@ -9,6 +9,7 @@ import re
 import ssl
 import urllib.error
 import urllib.request
+from typing import Any
 
 from palplat import redact
 from palplat.errors import PalplatError
@@ -30,39 +31,70 @@ def _token_parts(token: str, role: str) -> tuple[str | None, str, str]:
     return None, ("node" if role == "agent" else "server"), token
 
 
-def _insecure_ctx() -> ssl.SSLContext:
-    # The CA is checked against the token's hash (full token) right after fetching it.
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, never followed (it would carry the Authorization)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401
+        return None
+
+
+def _bootstrap_ctx() -> ssl.SSLContext:
+    # Only for /cacerts, which carries no credential: its answer is checked against the
+    # full token's CA hash before anything is sent with the token.
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
 
 
+def _pinned_ctx(ca_pem: bytes) -> ssl.SSLContext:
+    """TLS that trusts only the cluster's CA (the one whose hash the token carries). The
+    host name is not checked: server_url may name the server by an address k3s did not
+    put in its certificate; the pinned CA is what proves it is the cluster's server."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=ca_pem.decode("ascii", "replace"))
+    return ctx
+
+
 def _get(url: str, ctx: ssl.SSLContext, headers: dict | None = None, timeout: float = 10):
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx), _NoRedirect)
     req = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:  # noqa: S310
+        with opener.open(req, timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
 
 
-def check_token(cfg: PalplatPillar) -> str:
+def check_token(cfg: PalplatPillar, guard: Any = None) -> str:
     """Check the pillar token against the running cluster; returns what was checked.
 
-    - joining (``server_url`` set): fetch ``<server_url>/cacerts``; with a full token its
-      CA hash must match; then an authenticated supervisor request
-      (``/v1-k3s/client-ca.crt``, basic auth with the token) must not be refused.
+    - joining (``server_url`` set) with a full token (``K10<CA hash>::<user>:<secret>``):
+      fetch ``<server_url>/cacerts`` (no credential sent) and compare its hash with the
+      token's; only then, over TLS that trusts that CA alone, an authenticated supervisor
+      request (``/v1-k3s/client-ca.crt``) must not be refused. Redirects are not followed.
+      A short token cannot prove the server is the cluster's: it is not sent (the plan
+      says so; use the full token to have it checked).
     - a server with a token file (it already ran): the token's secret part must match.
+    ``guard`` (:class:`palplat.egress.Guard`): in a pull request's plan, a server or token
+    the pull request changes is not contacted.
     Raises :class:`TokenMismatch` (nothing restarted) or :class:`SourceError`.
     """
     k, p = cfg.k3s, paths(cfg)
     if k.mode == "external":
         return "external mode: no token"
     token = str(k.token.reveal()) if k.token is not None else None
-    if k.server_url and token:
+    why = guard.join_server(k.server_url, k.token) if guard is not None and token else None
+    remote = None  # why the join server was not asked
+    if k.server_url and token and why:
+        remote = f"join token not checked: {why}"
+    elif k.server_url and token:
         try:
             return _check_join_token(k, token)
+        except _NotSent as exc:
+            remote = str(exc)
         except SourceError:
             # the join server is away (an outage, or it is being upgraded): a server that
             # already ran can still compare with its own copy of the cluster token
@@ -81,16 +113,27 @@ def check_token(cfg: PalplatPillar) -> str:
                 "was restarted"
             )
         return "token matches the running cluster"
-    return "no running cluster to check the token against"
+    return remote or "no running cluster to check the token against"
+
+
+class _NotSent(PalplatError):
+    """A short token is not sent to the join server (it cannot prove who it is)."""
 
 
 def _check_join_token(k: K3s, token: str) -> str:
-    """Join token against ``server_url``: CA hash (full token), then supervisor auth."""
+    """Join token against ``server_url``: CA hash (full token), then supervisor auth over
+    TLS pinned to that CA. A short token is never sent."""
     ca_hash, user, password = _token_parts(token, k.role)
     base = k.server_url.rstrip("/")
-    ctx = _insecure_ctx()
+    if not ca_hash:
+        raise _NotSent(
+            f"join token not checked against {base}: a short token cannot prove that server "
+            f"is the cluster's, so it is not sent before k3s joins with it. Put the full "
+            f"token (K10<CA hash>::...; the server's {P}:token file) in the GPG pillar to "
+            "have it checked"
+        )
     try:
-        code, body = _get(f"{base}/cacerts", ctx)
+        code, body = _get(f"{base}/cacerts", _bootstrap_ctx())
     except (urllib.error.URLError, OSError) as exc:
         raise SourceError(
             f"cannot reach {P}:server_url {base} to check the join token "
@@ -98,33 +141,31 @@ def _check_join_token(k: K3s, token: str) -> str:
         ) from None
     if code != 200:
         raise SourceError(f"{base}/cacerts answered HTTP {code}; is {base} a k3s server?")
-    if ca_hash and hashlib.sha256(body).hexdigest() != ca_hash:
+    if hashlib.sha256(body).hexdigest() != ca_hash:
         raise TokenMismatch(
             f"{P}:token does not belong to the cluster at {base}: its CA hash differs from "
-            "the server's /cacerts. Put that cluster's token in the GPG pillar; nothing "
-            "was restarted"
+            "the server's /cacerts (another cluster, or something in between). The token "
+            "was not sent. Put that cluster's token in the GPG pillar; nothing was restarted"
         )
-    # A short token may be accepted as either supervisor user (agent-token setups):
-    # it is wrong only when every candidate is refused.
-    users = [user] if ca_hash else list(dict.fromkeys([user, "node", "server"]))
-    codes = []
-    for u in users:
-        auth = base64.b64encode(f"{u}:{password}".encode()).decode()
-        try:
-            code, _ = _get(
-                f"{base}/v1-k3s/client-ca.crt",
-                ctx,
-                headers={"Authorization": f"Basic {auth}"},
-            )
-        except (urllib.error.URLError, OSError) as exc:
-            raise SourceError(f"cannot check the token at {base}: {exc}") from None
-        codes.append(code)
-        if code not in (401, 403):
-            break
-    else:
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    redact.register([auth])
+    try:
+        code, _ = _get(
+            f"{base}/v1-k3s/client-ca.crt",
+            _pinned_ctx(body),
+            headers={"Authorization": f"Basic {auth}"},
+        )
+    except (urllib.error.URLError, OSError, ssl.SSLError) as exc:
+        raise SourceError(
+            f"cannot check the token at {base} over TLS pinned to the cluster's CA: "
+            f"{getattr(exc, 'reason', exc)}"
+        ) from None
+    if code in (401, 403):
         raise TokenMismatch(
-            f"{P}:token is refused by the server at {base} (HTTP {codes[-1]}): it does "
+            f"{P}:token is refused by the server at {base} (HTTP {code}): it does "
             "not match the running cluster. Put the cluster's token (server: "
             "/var/lib/rancher/k3s/server/token) in the GPG pillar; nothing was restarted"
         )
-    return f"token accepted by {base}"
+    if not 200 <= code < 300:
+        raise SourceError(f"{base}/v1-k3s/client-ca.crt answered HTTP {code}")
+    return f"token accepted by {base} (its CA matches the token)"

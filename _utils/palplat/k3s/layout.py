@@ -31,6 +31,18 @@ def holds_the_cluster(cfg: PalplatPillar) -> bool:
     return k.mode == "external" or (k.role == "server" and not k.server_url)
 
 
+def node_kubeconfig(cfg: PalplatPillar) -> str:
+    """The kubeconfig for this node's own objects (its Node, the pods on it, reading the
+    RuntimeClass): palplat's kubeconfig where there is one (servers, external mode, a
+    pillar ``kubeconfig``), else, on a k3s agent, the node's own credentials that k3s
+    writes there (``<data-dir>/agent/kubelet.kubeconfig``: the kubelet may read and label
+    its own Node, list its pods and read RuntimeClasses)."""
+    k = cfg.k3s
+    if k.kubeconfig or k.mode == "external" or k.role == "server":
+        return kubeconfig_path(cfg)
+    return str(paths(cfg).kubelet_kubeconfig)
+
+
 CLUSTER_STAGE_ELSEWHERE = (
     "nothing to do on this node: the cluster-wide stages run on the first server "
     "(the k3s server that joins none) or on the minion of an external cluster"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from palplat import redact, units
 from palplat.errors import InputError, PalplatError, WaitTimeout
+from palplat.k3s.install import installed_version
 from palplat.k3s.layout import kubeconfig_path, node_name, paths, service_manager, unit_name
 from palplat.kube import Kube, KubeError, NotFound
 from palplat.model import PalplatPillar
@@ -77,6 +78,9 @@ def wait_ready(cfg: PalplatPillar, progress=None, timeout: float | None = None) 
         progress("start", f"waiting up to {timeout:g}s for k3s {k.role} {name} to be Ready")
     missing: dict[str, str] = {}
     delay = 0.3
+    # the kubelet that registers must be the binary just started (after an upgrade, a
+    # Node still Ready from before the restart is not this k3s coming back)
+    want = installed_version(p.binary) if k.mode == "install" else None
     while True:
         missing = {}
         if not sm.is_active(unit):
@@ -87,8 +91,11 @@ def wait_ready(cfg: PalplatPillar, progress=None, timeout: float | None = None) 
                 missing["api"] = why
         if "api" not in missing:
             ok, why, node = node_status(kc, name)
+            have = ((node or {}).get("status") or {}).get("nodeInfo", {}).get("kubeletVersion")
             if not ok:
                 missing["node"] = why
+            elif want and have and have != want:
+                missing["node"] = f"node {name} still reports {have}, not {want}"
         elapsed = time.monotonic() - start
         if not missing:
             if progress:
@@ -111,7 +118,9 @@ def _log_hint(sm: units.ServiceManager, unit: str) -> str:
     if isinstance(sm, units.Processes):
         tail = ""
         with contextlib.suppress(OSError):
-            tail = "\n".join(sm.log_path(unit).read_text(errors="replace").splitlines()[-5:])
+            tail = redact.tail(
+                "\n".join(sm.log_path(unit).read_text(errors="replace").splitlines()[-5:]), 2000
+            )
         return f"Log {sm.log_path(unit)}:\n{tail}" if tail else f"See {sm.log_path(unit)}"
     return f"See `journalctl -u {unit}`."
 

@@ -50,6 +50,11 @@ def status(cfg: PalplatPillar) -> dict:
         "active": sm.is_active(unit_name(k)) if k.mode == "install" else None,
         "kubeconfig": str(p.kubeconfig) if k.role == "server" else None,
         "holds_cluster": holds_the_cluster(cfg),
+        # what draining this node may delete (palplat:k3s:drain), as kubectl drain's flags
+        "drain": {
+            "force": k.drain.force,
+            "delete_emptydir_data": k.drain.delete_emptydir_data,
+        },
     }
 
 
@@ -62,8 +67,12 @@ class UpgradeError(PalplatError):
         super().__init__(message)
 
 
-def plan(statuses: Mapping[str, Any]) -> dict:
-    """``statuses``: ``{minion: palplat_k3s.status() result}``. Returns the ordered steps."""
+def plan(statuses: Mapping[str, Any], node_list: list[Mapping[str, Any]] | None = None) -> dict:
+    """``statuses``: ``{minion: palplat_k3s.status() result}``; ``node_list``: the cluster's
+    Nodes (``palplat.k3s.cluster.node_view`` rows) where a server could be asked. Returns
+    the ordered steps: each node whose binary is not the pinned version, and each node
+    whose binary is but whose kubelet reports another version (an upgrade that stopped
+    there)."""
     problems = [f"{m}: {s!r}" for m, s in statuses.items() if not isinstance(s, Mapping)]
     if problems:
         raise InputError(
@@ -78,20 +87,39 @@ def plan(statuses: Mapping[str, Any]) -> dict:
         if s.get("desired"):
             parse_version(s["desired"])
 
+    seen = {n.get("name"): n for n in node_list or []}
+
+    def unfinished(s: Mapping[str, Any]) -> bool:
+        # installed, but its kubelet still reports another version: k3s did not come
+        # back at the new one (an upgrade that stopped there)
+        n = seen.get(s.get("node"))
+        return n is not None and bool(n.get("version")) and n.get("version") != s["desired"]
+
     def needs(m: str) -> bool:
         # a node without k3s yet is a fresh install (palplat.full), not an upgrade
         s = nodes[m]
-        return bool(s.get("desired") and s.get("installed")) and s["installed"] != s["desired"]
+        if not (s.get("desired") and s.get("installed")):
+            return False
+        return s["installed"] != s["desired"] or unfinished(s)
 
     def step(m: str) -> dict:
         s = nodes[m]
-        return {
+        n = seen.get(s.get("node")) or {}
+        out = {
             "minion": m,
             "node": s.get("node"),
             "role": s.get("role"),
-            "from": s.get("installed"),
+            "from": n.get("version") or s.get("installed"),
             "to": s.get("desired"),
+            **({"drain": dict(s["drain"])} if s.get("drain") else {}),
         }
+        if s["installed"] == s["desired"]:
+            ready = "" if n.get("ready") else ", not Ready"
+            out["why"] = (
+                f"{s['desired']} is installed but node {s.get('node')} runs "
+                f"{n.get('version')}{ready}: k3s did not come back at the new version"
+            )
+        return out
 
     order_servers = sorted(
         (m for m in servers if needs(m)), key=lambda m: (not nodes[m].get("cluster_init"), m)
@@ -155,13 +183,15 @@ def execute(
     for st in the_plan.get("steps") or []:
         m, node, to = st["minion"], st["node"], st["to"]
         if st["role"] == "server":
-            do(m, f"apply {sls} ({st['from']} -> {to})", "state.sls", sls, pillar=pillar)
             h = helper(m)
+            if h != m:  # etcd keeps quorum while this server restarts
+                do(h, f"check quorum without {node}", "palplat_k3s.quorum", node, "restart")
+            do(m, f"apply {sls} ({st['from']} -> {to})", "state.sls", sls, pillar=pillar)
             do(h, f"check node {node} Ready at {to}", "palplat_k3s.node_ready", node, to, timeout)
         else:
             h = helper(m)
             do(h, f"cordon {node}", "palplat_k3s.cordon", node)
-            do(h, f"drain {node}", "palplat_k3s.drain", node, timeout)
+            do(h, f"drain {node}", "palplat_k3s.drain", node, timeout, **(st.get("drain") or {}))
             do(m, f"apply {sls} ({st['from']} -> {to})", "state.sls", sls, pillar=pillar)
             do(h, f"check node {node} Ready at {to}", "palplat_k3s.node_ready", node, to, timeout)
             do(h, f"uncordon {node}", "palplat_k3s.uncordon", node)
@@ -199,16 +229,66 @@ def _evictable(pod: Mapping[str, Any]) -> bool:
     return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
 
 
-def drain(kube, node: str, timeout: float = 300, progress=None) -> list[str]:
+def _unreplicated(pod: Mapping[str, Any]) -> bool:
+    """No controller recreates it elsewhere (kubectl drain refuses it without --force)."""
+    refs = (pod.get("metadata") or {}).get("ownerReferences") or []
+    return not any(o.get("controller") for o in refs)
+
+
+def _local_storage(pod: Mapping[str, Any]) -> bool:
+    """It keeps data in an emptyDir (kubectl drain: --delete-emptydir-data)."""
+    return any("emptyDir" in v for v in (pod.get("spec") or {}).get("volumes") or [])
+
+
+def drain_refusals(
+    pods: list[Mapping[str, Any]], *, force: bool, delete_emptydir_data: bool
+) -> list[str]:
+    """Why draining these pods would lose something the pillar did not agree to lose, as
+    ``kubectl drain`` refuses without ``--force`` / ``--delete-emptydir-data``."""
+    bare, local = [], []
+    for p in pods:
+        key = f"{p['metadata']['namespace']}/{p['metadata']['name']}"
+        if _unreplicated(p) and not force:
+            bare.append(key)
+        elif _local_storage(p) and not delete_emptydir_data:
+            local.append(key)
+    out = []
+    if bare:
+        out.append(
+            f"pods no controller recreates (evicting deletes them for good): {', '.join(bare)}; "
+            "allow it with palplat:k3s:drain:force: true (kubectl drain --force)"
+        )
+    if local:
+        out.append(
+            f"pods with emptyDir data (lost on eviction): {', '.join(local)}; allow it with "
+            "palplat:k3s:drain:delete_emptydir_data: true (kubectl drain --delete-emptydir-data)"
+        )
+    return out
+
+
+def drain(
+    kube,
+    node: str,
+    timeout: float = 300,
+    progress=None,
+    *,
+    force: bool = False,
+    delete_emptydir_data: bool = False,
+) -> list[str]:
     """Cordon ``node`` and evict its pods (not DaemonSet or mirror pods); wait until gone.
 
-    Evictions refused by a PodDisruptionBudget (429) are retried until ``timeout``.
-    Returns the evicted pods (``namespace/name``).
+    Like ``kubectl drain``: pods no controller recreates (``force``) and pods with emptyDir
+    data (``delete_emptydir_data``) are refused unless allowed, before anything is
+    evicted (the node is then left as it was). Evictions refused by a PodDisruptionBudget
+    (429) are retried until ``timeout``. Returns the evicted pods (``namespace/name``).
     """
-    cordon(kube, node, True)
     q = [("fieldSelector", f"spec.nodeName={node}")]
     pods = kube.request("GET", "/api/v1/pods", query=q, what=f"pods on {node}") or {}
     targets = [p for p in pods.get("items") or [] if _evictable(p)]
+    refused = drain_refusals(targets, force=force, delete_emptydir_data=delete_emptydir_data)
+    if refused:
+        raise PalplatError(f"drain {node} refused, nothing evicted: " + "; ".join(refused))
+    cordon(kube, node, True)
     names = [f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in targets]
     deadline = time.monotonic() + timeout
     pending = dict.fromkeys(names)
@@ -234,9 +314,14 @@ def drain(kube, node: str, timeout: float = 300, progress=None) -> list[str]:
                     pending.pop(key)
                     continue
                 except KubeError as exc:
-                    if exc.status != 429:
+                    if exc.status == 403 and "being terminated" in str(exc):
+                        # its namespace is being deleted, which removes the pod: no
+                        # eviction can succeed there, wait for it (as kubectl drain does)
+                        evicted.add(key)
+                    elif exc.status != 429:
                         raise
-                    continue
+                    else:
+                        continue
             try:
                 kube.request("GET", path, what=key)
             except NotFound:

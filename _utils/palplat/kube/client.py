@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from palplat import redact
 from palplat.errors import InputError
 from palplat.kube.errors import KubeError, NotFound, UnknownKind, Unreachable
 from palplat.kube.refs import FIELD_MANAGER, Resource, _namespace, key_of, ref_of
@@ -45,6 +46,16 @@ def _client_from(kubeconfig: str | None):
         ) from None
 
 
+USER_AGENT = "palplat"
+
+
+def set_user_agent(agent: str) -> None:
+    """What every :class:`Kube` this process makes tells the API server it is (the
+    loader glue sets ``palplat (<minion id>)``)."""
+    global USER_AGENT  # noqa: PLW0603 - one per process: the minion's job, the runner
+    USER_AGENT = agent
+
+
 class Kube:
     """The Kubernetes API, one method per verb. Discovery is cached per instance.
 
@@ -61,6 +72,8 @@ class Kube:
         request_timeout: float = 30,
     ):
         self.api = api_client if api_client is not None else _client_from(kubeconfig)
+        if api_client is None:
+            self.api.user_agent = USER_AGENT
         self.field_manager = field_manager
         self.request_timeout = request_timeout
         self.stats: dict[str, Any] = {"requests": 0, "writes": 0, "verbs": Counter()}
@@ -293,7 +306,9 @@ def reveal(obj: Any) -> Any:
 
 def _short(text: str, limit: int = 300) -> str:
     """``text`` on one line, at most ``limit`` characters."""
-    text = " ".join(str(text).split())
+    # masked before it is cut or its whitespace folded: a secret at the cut (or one with
+    # a newline) would otherwise no longer match and leak its prefix
+    text = " ".join(redact.mask_text(str(text)).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -22,16 +22,20 @@ The modules, each importing only those above it:
 * ``policy``: reachability of the management ports, :func:`narrows`, the lock-out guard
 * ``cli``: :class:`Nft`, the ``nft`` command line
 * ``host``: :class:`Paths`, the boot-time config, ``nftables.service``
+* ``sshd``: the port(s) sshd really listens on (the guard protects those)
 * ``commit``: commit-confirmed (arm, confirm, roll back; the program that rolls back is
   :mod:`palplat.nft_rollback`)
 * ``converge``: :class:`Plan`, :func:`plan` and :func:`apply`
+* ``probe``: the proof of access before an orchestrated confirm (a new connection to SSH
+  from outside the node, before and after the change)
+* ``checks``: pillar cross checks (rule names, sets, cluster ports open to the world)
 
 This module only re-exports: ``from palplat import nft; nft.plan(cfg)``.
 """
 
 from palplat.nft.build import desired, profile_rules
 from palplat.nft.changes import SHOW, diff, summary
-from palplat.nft.cli import NFT_TIMEOUT, Nft, NftRejected
+from palplat.nft.cli import NFT_TIMEOUT, Nft, NftRejected, NotInstalled, installed
 from palplat.nft.commit import (
     confirm,
     last_outcome,
@@ -65,6 +69,7 @@ from palplat.nft.intervals import (
     split_cidrs,
 )
 from palplat.nft.policy import lockout_problems, management_ports, narrows, reach
+from palplat.nft.probe import info as probe_info
 from palplat.nft.ruleset import CHAIN, FAMILY, NftSet, Rule, Table, parse, removal_script, render
 
 __all__ = [
@@ -81,6 +86,7 @@ __all__ = [
     "Intervals",
     "Nft",
     "NftRejected",
+    "NotInstalled",
     "NftSet",
     "Paths",
     "Plan",
@@ -102,8 +108,10 @@ __all__ = [
     "pending",
     "persist_plan",
     "persist_write",
+    "installed",
     "plan",
     "port_intervals",
+    "probe_info",
     "profile_rules",
     "reach",
     "removal_script",

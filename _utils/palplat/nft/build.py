@@ -4,6 +4,8 @@ interval sets."""
 
 from __future__ import annotations
 
+import ipaddress
+import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,29 +17,81 @@ def _set_name(name: str, ver: int) -> str:
     return f"s_{name}_v{ver}"
 
 
+# The Tailscale address ranges (CGNAT IPv4, Tailscale's ULA IPv6): the cluster's nodes when
+# the pillar does not list them (nodes that talk over the tailnet).
+TAILSCALE_RANGES = ("100.64.0.0/10", "fd7a:115c:a1e0::/48")
+CLUSTER_SET = "cluster"  # the cluster's nodes (firewall:cluster_nodes, k3s:server_url)
+PODS_SET = "pods"  # k3s's cluster-cidr (pods on this node reach it over cni0)
+BUILTIN_SETS = (CLUSTER_SET, PODS_SET)
+DEFAULT_CLUSTER_CIDR = "10.42.0.0/16"
+
+
+def cluster_sources(cfg) -> list[str]:
+    """The set @cluster: ``firewall:cluster_nodes`` plus the host of ``k3s:server_url`` when
+    it is an address; without any, the Tailscale ranges."""
+    fw, k3s = cfg.firewall, cfg.k3s
+    out = list(fw.cluster_nodes)
+    host = urllib.parse.urlsplit(k3s.server_url or "").hostname
+    if host:
+        try:
+            ip = ipaddress.ip_address(host)
+            out.append(f"{ip}/{ip.max_prefixlen}")
+        except ValueError:
+            pass  # a name: list the server's address in cluster_nodes
+    return out or list(TAILSCALE_RANGES)
+
+
+def pod_sources(cfg) -> list[str]:
+    """The set @pods: k3s's ``cluster-cidr`` (comma-separated when dual-stack)."""
+    raw = (cfg.k3s.config or {}).get("cluster-cidr") or DEFAULT_CLUSTER_CIDR
+    parts = raw if isinstance(raw, list) else str(raw).split(",")
+    out = []
+    for part in parts:
+        try:
+            out.append(str(ipaddress.ip_network(str(part).strip(), strict=False)))
+        except ValueError:
+            continue  # k3s refuses it; the k3s stage reports it
+    return out
+
+
 def profile_rules(cfg) -> list[dict[str, Any]]:
-    """Ports the node's k3s role needs (as allow-rule dicts), from anywhere.
+    """Ports the node's k3s role needs (as allow-rule dicts), from the cluster only.
 
     Servers: API 6443, embedded etcd 2379-2380 (cluster_init or joining server, no
     external datastore). Every node: kubelet 10250 and the flannel backend's port (vxlan
-    udp 8472, wireguard-native udp 51820/51821). ``k3s.mode: external``: none.
+    udp 8472, wireguard-native udp 51820/51821). Sources: the set @cluster (the cluster's
+    nodes) for every port, plus @pods (this node's pods: the API through the kubernetes
+    Service, metrics-server to the kubelet) for the API and the kubelet. Nothing is open
+    to the world: etcd and VXLAN are unauthenticated or node-to-node only, and a trusted
+    interface (tailscale0) reaches everything anyway. ``k3s.mode: external``: none.
     """
     k3s = cfg.k3s
     if k3s.mode != "install":
         return []
     conf = k3s.config or {}
+    nodes, pods = [f"@{CLUSTER_SET}"], [f"@{CLUSTER_SET}", f"@{PODS_SET}"]
     rules: list[dict[str, Any]] = []
     if k3s.role == "server":
-        rules.append({"name": "k3s-api", "proto": "tcp", "ports": [6443]})
+        rules.append({"name": "k3s-api", "proto": "tcp", "ports": [6443], "from": pods})
         if "datastore-endpoint" not in conf and (k3s.cluster_init or k3s.server_url):
-            rules.append({"name": "etcd", "proto": "tcp", "ports": ["2379-2380"]})
-    rules.append({"name": "kubelet", "proto": "tcp", "ports": [10250]})
+            rules.append({"name": "etcd", "proto": "tcp", "ports": ["2379-2380"], "from": nodes})
+    rules.append({"name": "kubelet", "proto": "tcp", "ports": [10250], "from": pods})
     backend = str(conf.get("flannel-backend", "vxlan"))
     if backend == "vxlan":
-        rules.append({"name": "flannel-vxlan", "proto": "udp", "ports": [8472]})
+        rules.append({"name": "flannel-vxlan", "proto": "udp", "ports": [8472], "from": nodes})
     elif backend == "wireguard-native":
-        rules.append({"name": "flannel-wireguard", "proto": "udp", "ports": [51820, 51821]})
+        rules.append(
+            {"name": "flannel-wireguard", "proto": "udp", "ports": [51820, 51821], "from": nodes}
+        )
     return rules
+
+
+def builtin_sets(cfg) -> dict[str, list[str]]:
+    """The sets palplat fills itself while the k3s profile is on (rules may name them;
+    a table holds those some rule uses)."""
+    if not cfg.firewall.profile:
+        return {}
+    return {CLUSTER_SET: cluster_sources(cfg), PODS_SET: pod_sources(cfg)}
 
 
 def desired(cfg) -> Table:
@@ -54,7 +108,14 @@ def desired(cfg) -> Table:
         sets_by_name[name] = parts
         return parts
 
-    for name, cidrs in sorted(fw.sets.items()):
+    used = {
+        src[1:]
+        for rule in [*profile_rules(cfg), *({"from": r.from_} for r in fw.allow)]
+        for src in rule.get("from") or ()
+        if src.startswith("@")
+    }
+    builtin = {n: c for n, c in builtin_sets(cfg).items() if n in used}
+    for name, cidrs in sorted({**builtin, **fw.sets}.items()):
         add_set(name, cidrs)
 
     R = t.rules.append  # noqa: N806
@@ -101,7 +162,7 @@ def desired(cfg) -> Table:
     if fw.profile:
         for pr in profile_rules(cfg):
             if pr["name"] not in user:
-                add(pr["name"], pr["proto"], pr["ports"], [])
+                add(pr["name"], pr["proto"], pr["ports"], pr["from"])
     for r in fw.allow:
         add(r.name, r.proto, r.ports, r.from_, r.iif)
     return t

@@ -59,3 +59,21 @@ class Nft:
 
     def restore_argv(self, path: str) -> list[str]:
         return self.prefix + ["-f", path]
+
+
+class NotInstalled(Nft):
+    """The plan on a host without ``nft`` yet (the firewall stage installs nftables first):
+    no live table, and the rendered table is checked with ``nft -c`` in the real run."""
+
+    def _list(self, args: list[str]) -> str | None:
+        return None
+
+    def check(self, script: str) -> None:
+        return None
+
+
+def installed(run_which=None) -> bool:
+    """Whether ``nft`` is on PATH."""
+    import shutil
+
+    return (run_which or shutil.which)("nft") is not None

@@ -12,6 +12,7 @@ the pid the record holds; a pid is only signalled while its command line still n
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import sys
@@ -23,8 +24,9 @@ from palplat import nft_rollback, proc
 from palplat.errors import PalplatError
 from palplat.nft.cli import Nft
 from palplat.nft.host import Paths, persist_write, state_key
-from palplat.nft.ruleset import FAMILY
+from palplat.nft.ruleset import FAMILY, removal_script
 
+log = logging.getLogger(__name__)
 ROLLBACK_MODULE = "palplat.nft_rollback"  # in the argv of every armed rollback: keep it
 
 
@@ -46,23 +48,103 @@ def last_outcome(paths: Paths) -> dict | None:
     return nft_rollback.read(nft_rollback.outcome_path(paths.record))
 
 
-def schedule(fw, paths: Paths, nft: Nft, previous: str, persist: dict | None, run=proc.run) -> dict:
-    """Arm the rollback of the change about to be applied: restore ``previous`` (an nft
-    script) after ``confirm_seconds`` unless :func:`confirm` runs first. An unconfirmed
-    earlier change keeps its restore script (the last confirmed table) and gets a new
-    deadline. Returns the pending record."""
+def _restore_script(fw, paths: Paths, nft: Nft, old: dict | None) -> tuple[str, bool]:
+    """The restore script of the change about to be applied, read under the record's lock:
+    an unconfirmed earlier change keeps its own (the last confirmed table); otherwise the
+    live table as it is now. ``(path, new)``: ``new`` when this call wrote the file."""
+    if old is not None:
+        path = old.get("restore_script") or ""
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError:
+            text = ""
+        if _restores(fw, text):
+            return path, False
+        # a record without a usable script cannot roll anything back: start from the live
+        # table (what the earlier change left), as if nothing were pending
+    previous = removal_script(fw.table) + (nft.list_text(fw.table) or "")
+    if not _restores(fw, previous):  # pragma: no cover - removal_script always names it
+        raise PalplatError(f"refusing to arm an empty rollback of {FAMILY} {fw.table}")
+    nft.check(previous)  # never arm a rollback that nft would refuse
+    path = os.path.join(paths.state_dir, f"restore-{state_key(fw)}-{uuid.uuid4().hex[:8]}.nft")
+    proc.write_private(path, previous)
+    return path, True
+
+
+def _restores(fw, script: str) -> bool:
+    """A restore script names palplat's table: it replaces or deletes it (never empty)."""
+    return f"delete table {FAMILY} {fw.table}" in script
+
+
+def _arm(fw, paths: Paths, token: str, deadline: float, run) -> dict[str, Any]:
+    """Start the rollback timer for ``token``: the mechanism, and its unit or pid."""
+    mech = fw.rollback_timer
+    if mech == "auto":
+        mech = "systemd" if systemd_running() and shutil.which("systemd-run") else "process"
+    argv = [sys.executable, "-m", ROLLBACK_MODULE, paths.record, "--token", token]
+    if mech == "systemd":
+        unit = f"palplat-nft-rollback-{token[:12]}"
+        run(
+            [
+                "systemd-run",
+                f"--unit={unit}",
+                "--description=palplat: roll back an unconfirmed firewall change",
+                f"--on-active={fw.confirm_seconds}",
+                "--timer-property=AccuracySec=1s",
+                f"--setenv=PYTHONPATH={_libdir()}",
+                "--quiet",
+                "--",
+                *argv,
+            ],
+            timeout=60,
+        )
+        return {"mechanism": mech, "unit": unit}
+    res = run(
+        argv + ["--detach", "--at", repr(deadline)],
+        env={"PYTHONPATH": _libdir()},
+        timeout=60,
+    )
+    try:
+        pid = int(res.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise PalplatError(
+            f"the rollback process did not report its pid: {res.stdout[-300:]!r}"
+        ) from None
+    return {"mechanism": mech, "pid": pid}
+
+
+def schedule(fw, paths: Paths, nft: Nft, persist: dict | None, run=proc.run) -> dict:
+    """Arm the rollback of the change about to be applied; return the pending record.
+
+    Under the record's lock: the restore script is the one of an unconfirmed earlier change
+    (the last confirmed table), else the live table read now (never what a plan saw before
+    the lock: a confirm or a rollback may have run since). The new timer is armed first;
+    only then is the record replaced and the earlier timer cancelled, so at every moment a
+    timer whose token matches the record is armed. When arming fails, the earlier rollback
+    stays armed as it was (or, with none, nothing was changed) and the error is raised."""
     os.makedirs(paths.state_dir, mode=0o700, exist_ok=True)
     with nft_rollback.locked(paths.record):
         old = nft_rollback.read(paths.record)
-        if old is not None:
-            cancel(old, run)
-            script_path = old["restore_script"]
-        else:
-            script_path = os.path.join(paths.state_dir, f"restore-{state_key(fw)}.nft")
-            nft.check(previous)  # never arm a rollback that nft would refuse
-            proc.write_private(script_path, previous)
+        script_path, wrote = _restore_script(fw, paths, nft, old)
         token = uuid.uuid4().hex
         deadline = time.time() + fw.confirm_seconds
+        try:
+            armed = _arm(fw, paths, token, deadline, run)
+        except Exception as exc:
+            if wrote:
+                with contextlib.suppress(OSError):
+                    os.unlink(script_path)
+            kept = (
+                "the earlier unconfirmed change keeps its rollback (at "
+                f"{time.strftime('%H:%M:%S', time.localtime(old['deadline']))})"
+                if old is not None
+                else "nothing was changed"
+            )
+            raise PalplatError(
+                f"could not arm the rollback timer of {FAMILY} {fw.table} ({exc}); {kept}; "
+                "the new table was not loaded"
+            ) from None
         rec = {
             "token": token,
             "created": time.time(),
@@ -73,37 +155,21 @@ def schedule(fw, paths: Paths, nft: Nft, previous: str, persist: dict | None, ru
             "restore_script": script_path,
             "restore_argv": nft.restore_argv(script_path),
             "persist": persist,
+            "first": old is None,  # no earlier unconfirmed change: a failed load disarms it
+            **armed,
         }
-        mech = fw.rollback_timer
-        if mech == "auto":
-            mech = "systemd" if systemd_running() and shutil.which("systemd-run") else "process"
-        rec["mechanism"] = mech
-        argv = [sys.executable, "-m", ROLLBACK_MODULE, paths.record, "--token", token]
-        if mech == "systemd":
-            unit = f"palplat-nft-rollback-{token[:12]}"
-            run(
-                [
-                    "systemd-run",
-                    f"--unit={unit}",
-                    "--description=palplat: roll back an unconfirmed firewall change",
-                    f"--on-active={fw.confirm_seconds}",
-                    "--timer-property=AccuracySec=1s",
-                    f"--setenv=PYTHONPATH={_libdir()}",
-                    "--quiet",
-                    "--",
-                    *argv,
-                ],
-                timeout=60,
-            )
-            rec["unit"] = unit
-        else:
-            res = run(
-                argv + ["--detach", "--at", repr(deadline)],
-                env={"PYTHONPATH": _libdir()},
-                timeout=60,
-            )
-            rec["pid"] = int(res.stdout.strip().splitlines()[-1])
         nft_rollback.write(paths.record, rec)
+        if old is not None:
+            # its token no longer matches the record: even if stopping it fails, it fires
+            # as a no-op (nft_rollback.fire)
+            try:
+                cancel(old, run)
+            except Exception:  # noqa: BLE001 - a stale timer is harmless (token mismatch)
+                log.warning("could not stop the superseded rollback timer", exc_info=True)
+            stale = old.get("restore_script")
+            if stale and stale != script_path:
+                with contextlib.suppress(OSError):
+                    os.unlink(stale)
         return rec
 
 

@@ -4,6 +4,7 @@ enable ``nftables.service``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ from palplat.nft.host import (
     service_enabled,
 )
 from palplat.nft.policy import lockout_problems, management_ports, narrows
-from palplat.nft.ruleset import FAMILY, Table, removal_script, render
+from palplat.nft.ruleset import FAMILY, Table, render
+from palplat.nft.sshd import SshPorts, live_ports
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Plan:
     persist: dict[str, Any]  # what persisting changes now ({} when deferred or up to date)
     persist_content: str | None
     service: bool  # nftables.service needs enabling
+    ssh: SshPorts | None = None  # the SSH port(s) guarded
 
     @property
     def changed(self) -> bool:
@@ -82,14 +85,16 @@ def _persist_wanted(fw) -> bool:
     return fw.persist and not (fw.netns and (fw.root or "/") == "/")
 
 
-def plan(cfg, nft: Nft | None = None, run=proc.run) -> Plan:
+def plan(cfg, nft: Nft | None = None, run=proc.run, ssh: SshPorts | None = None) -> Plan:
     """Desired vs live: raises :class:`PillarError` on a lock-out, :class:`CommandError`
-    when ``nft -c`` rejects the rendered table. Changes nothing."""
+    when ``nft -c`` rejects the rendered table. Changes nothing. ``ssh``: the SSH ports to
+    guard (default: :func:`palplat.nft.sshd.live_ports`, what sshd really listens on)."""
     fw = cfg.firewall
     nft = nft or Nft(fw.netns, run)
     paths = Paths.of(fw)
     want = desired(cfg)
-    problems = lockout_problems(fw, want)
+    ssh = ssh or live_ports(cfg, run)
+    problems = lockout_problems(fw, want, ssh)
     if problems:
         raise PillarError(problems)
     live = nft.live(fw.table)
@@ -98,7 +103,7 @@ def plan(cfg, nft: Nft | None = None, run=proc.run) -> Plan:
     risky: list[int] = []
     if changes:
         nft.check(script)
-        risky = narrows(live, want, management_ports(fw))
+        risky = narrows(live, want, management_ports(fw, ssh.ports))
     rec = pending(paths)
     content = None
     persist: dict[str, Any] = {}
@@ -134,6 +139,7 @@ def plan(cfg, nft: Nft | None = None, run=proc.run) -> Plan:
         persist,
         content,
         service,
+        ssh,
     )
 
 
@@ -152,10 +158,9 @@ def apply(p: Plan, nft: Nft | None = None, run=proc.run, progress=None) -> Table
                 if p.persist_content is not None
                 else None
             )
-            previous = ""  # a pending change keeps the last confirmed table's script
-            if not p.pending:
-                previous = removal_script(fw.table) + (nft.list_text(fw.table) or "")
-            rec = schedule(fw, p.paths, nft, previous, persist, run)
+            # the restore script comes from the live table under the record's lock (or an
+            # unconfirmed earlier change's), never from what this plan saw
+            rec = schedule(fw, p.paths, nft, persist, run)
             say(
                 "armed",
                 f"rollback of {FAMILY} {fw.table} armed ({rec['mechanism']}), "
@@ -165,10 +170,15 @@ def apply(p: Plan, nft: Nft | None = None, run=proc.run, progress=None) -> Table
         try:
             nft.load(p.script)
         except PalplatError:
-            if rec is not None and not p.pending:
+            if rec is not None and rec.get("first"):
+                # nothing was loaded and nothing earlier is pending: disarm this rollback
                 with nft_rollback.locked(p.paths.record):
-                    cancel(rec, run)
-                    os.unlink(p.paths.record)
+                    cur = nft_rollback.read(p.paths.record)
+                    if cur is not None and cur.get("token") == rec["token"]:
+                        cancel(rec, run)
+                        os.unlink(p.paths.record)
+                        with contextlib.suppress(OSError):
+                            os.unlink(rec["restore_script"])
             raise
         live = nft.live(fw.table)
         if live is None or live.key() != p.want.key():

@@ -11,8 +11,10 @@ from palplat.nft.intervals import FULL, Interval, Intervals, covers, merge, spli
 from palplat.nft.ruleset import Table
 
 
-def management_ports(fw) -> list[int]:
-    return sorted({fw.management.ssh_port, *fw.management.salt_ports})
+def management_ports(fw, ssh_ports: Iterable[int] | None = None) -> list[int]:
+    """SSH (the ports sshd listens on when known, else the pillar's) and the Salt ports."""
+    ssh = set(ssh_ports) if ssh_ports else {fw.management.ssh_port}
+    return sorted(ssh | set(fw.management.salt_ports))
 
 
 def reach(t: Table | None, proto: str, port: int) -> dict[str, dict[int, Intervals]]:
@@ -57,9 +59,10 @@ def narrows(old: Table | None, new: Table, ports: Iterable[int]) -> list[int]:
     return sorted(set(lost))
 
 
-def lockout_problems(fw, t: Table) -> list[PillarProblem]:
+def lockout_problems(fw, t: Table, ssh_ports=None) -> list[PillarProblem]:
     """The management ports must stay open from ``management.allow_from`` (from
-    everywhere when it is empty) on any interface, unless ``force``."""
+    everywhere when it is empty) on any interface, unless ``force``. ``ssh_ports``: the
+    :class:`palplat.nft.sshd.SshPorts` sshd really listens on (default: the pillar's)."""
     if fw.force:
         return []
     sources = split_cidrs(fw.management.allow_from) if fw.management.allow_from else dict(FULL)
@@ -68,18 +71,34 @@ def lockout_problems(fw, t: Table) -> list[PillarProblem]:
         if fw.management.allow_from
         else "from everywhere (management:allow_from is empty)"
     )
+    ssh = set(ssh_ports.ports) if ssh_ports else {fw.management.ssh_port}
     problems = []
-    for port in management_ports(fw):
+    for port in management_ports(fw, ssh):
         got = reach(t, "tcp", port)["*"]
-        if not all(covers(got[v], sources[v]) for v in (4, 6) if sources[v]):
-            what = "SSH" if port == fw.management.ssh_port else "Salt"
+        if all(covers(got[v], sources[v]) for v in (4, 6) if sources[v]):
+            continue
+        what = "SSH" if port in ssh else "Salt"
+        if port in ssh and port != fw.management.ssh_port:
             problems.append(
                 PillarProblem(
-                    "palplat:firewall",
-                    f"this ruleset blocks {what} (tcp {port}) {where}, which can lock you out "
-                    "of the host; list the networks you manage it from in "
-                    "palplat:firewall:management:allow_from (or allow the port with a rule), "
-                    "or set palplat:firewall:force: true if you really mean it",
+                    "palplat:firewall:management:ssh_port",
+                    f"is {fw.management.ssh_port}, but sshd listens on {port} "
+                    f"({ssh_ports.source}): this ruleset blocks SSH (tcp {port}) {where}, "
+                    "which would lock you out of the host; set "
+                    f"palplat:firewall:management:ssh_port to {port} (or let the host stage "
+                    "manage sshd: palplat:host:ssh), or palplat:firewall:force: true if you "
+                    "really mean it",
+                    str(fw.management.ssh_port),
                 )
             )
+            continue
+        problems.append(
+            PillarProblem(
+                "palplat:firewall",
+                f"this ruleset blocks {what} (tcp {port}) {where}, which can lock you out "
+                "of the host; list the networks you manage it from in "
+                "palplat:firewall:management:allow_from (or allow the port with a rule), "
+                "or set palplat:firewall:force: true if you really mean it",
+            )
+        )
     return problems

@@ -16,6 +16,7 @@ from typing import Any
 from palplat import kube as kubelib
 from palplat.config import GPU_NODE_LABEL, RUNTIME_CLASS
 from palplat.errors import PalplatError
+from palplat.nvidia.hardware import rooted
 
 RESOURCE = "nvidia.com/gpu"
 RUNTIME_CLASS_API = "node.k8s.io/v1"
@@ -133,7 +134,86 @@ def _ready(pod: dict) -> bool:
     )
 
 
-def plugin_pod(kube: kubelib.Kube, namespace: str, node: str) -> tuple[dict | None, str]:
+def _last(msg: str, keep: int = 200) -> str:
+    """The end of a long error: runtimes wrap the cause last ("... failed to initialize
+    NVML: ERROR_LIBRARY_NOT_FOUND")."""
+    return msg if len(msg) <= keep else "..." + msg[-keep:]
+
+
+def container_problems(pod: dict, limit: int = 400) -> str:
+    """What holds a pod's containers back, from their status: ``name: Reason: message``
+    of each waiting or failed container (the runtime's error lands there, e.g. NVML not
+    found), else its last exit."""
+    st = pod.get("status") or {}
+    out = []
+    for c in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
+        state, last = c.get("state") or {}, c.get("lastState") or {}
+        for s_ in (state.get("waiting"), state.get("terminated"), last.get("terminated")):
+            if not s_ or (s_.get("reason") in (None, "Completed") and not s_.get("message")):
+                continue
+            msg = _last(" ".join(str(s_.get("message") or "").split()))
+            if s_.get("reason") == "CrashLoopBackOff":  # the back-off says nothing: the exit
+                ended = last.get("terminated") or {}
+                said = _last(" ".join(str(ended.get("message") or "").split()))
+                msg = f"last exit code {ended.get('exitCode')} ({ended.get('reason')})" + (
+                    f": {said}" if said else ""
+                )
+            out.append(f"{c.get('name')}: {s_.get('reason')}" + (f": {msg}" if msg else ""))
+            break
+    text = "; ".join(out)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def last_warning(kube: kubelib.Kube, pod: dict, limit: int = 400) -> str:
+    """The pod's latest Warning event (``reason: message``), e.g. the runtime's error when
+    the pod's sandbox cannot be created; '' when there is none or events cannot be read."""
+    md = pod.get("metadata") or {}
+    try:
+        doc = kube.request(
+            "GET",
+            f"/api/v1/namespaces/{urllib.parse.quote(md.get('namespace') or '')}/events",
+            query=[("fieldSelector", f"involvedObject.name={md.get('name')}")],
+            what="events",
+        )
+    except PalplatError:
+        return ""
+    warnings = [e for e in (doc or {}).get("items") or [] if e.get("type") == "Warning"]
+    if not warnings:
+        return ""
+    e = max(warnings, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    text = f"last event {e.get('reason')}: {' '.join(str(e.get('message') or '').split())}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def log_tail(root: str, pod: dict, lines: int = 3, limit: int = 400) -> str:
+    """The last lines the pod's not-ready containers logged, read from the kubelet's log
+    files on this node (``/var/log/pods``, under ``palplat:gpu:root``): the device plugin
+    says there why it stopped (e.g. NVML not found). '' when there are none."""
+    md, st = pod.get("metadata") or {}, pod.get("status") or {}
+    base = rooted(root, "var/log/pods") / f"{md.get('namespace')}_{md.get('name')}_{md.get('uid')}"
+    out = []
+    for c in st.get("containerStatuses") or []:
+        if c.get("ready"):
+            continue
+        files = sorted((base / str(c.get("name"))).glob("*.log"), key=lambda f: f.stat().st_mtime)
+        if not files:
+            continue
+        try:
+            text = files[-1].read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            continue
+        # CRI log lines: <time> <stream> <P|F> <text>
+        msgs = [ln.split(" ", 3)[3] if len(ln.split(" ", 3)) == 4 else ln for ln in text]
+        said = " | ".join(m.strip() for m in msgs if m.strip())
+        if said:
+            out.append(f"{c.get('name')} logged: {said}")
+    text = "; ".join(out)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def plugin_pod(
+    kube: kubelib.Kube, namespace: str, node: str, root: str = "/"
+) -> tuple[dict | None, str]:
     """The device plugin's pod on ``node`` and a word on its state."""
     try:
         pods = kube.list("v1", "Pod", namespace, label_selector=PLUGIN_SELECTOR)
@@ -149,5 +229,10 @@ def plugin_pod(kube: kubelib.Kube, namespace: str, node: str) -> tuple[dict | No
     name = (pod.get("metadata") or {}).get("name")
     if not ready:
         phase = (pod.get("status") or {}).get("phase") or "Pending"
-        return pod, f"device plugin pod {namespace}/{name} on {node} is {phase}, not Ready"
+        found = (container_problems(pod), log_tail(root, pod), last_warning(kube, pod))
+        why = "; ".join(x for x in found if x)
+        return pod, (
+            f"device plugin pod {namespace}/{name} on {node} is {phase}, not Ready"
+            + (f" ({why})" if why else "")
+        )
     return pod, f"device plugin pod {namespace}/{name} is Ready"

@@ -124,6 +124,15 @@ def plan(gpu: Gpu, grains: Mapping[str, Any]) -> PackagePlan:
     )
     if not gpu.container_toolkit:
         return out
+    if gpu.toolkit_from:  # no package manager: the toolkit state copies the binaries
+        out.toolkit.append(
+            Step(
+                "nvidia-container-toolkit",
+                "toolkit_from",
+                {"from": gpu.toolkit_from, "to": gpu.toolkit_dir, "mode": "jit-cdi"},
+            )
+        )
+        return out
     if os in ("debian12", "ubuntu2404"):
         repo = gpu.toolkit_repo
         url = repo.url.replace("{arch}", _arch(grains)).rstrip("/")

@@ -118,7 +118,7 @@ def cluster_links(cfg: PalplatPillar, det: Detection, kube: kubelib.Kube, node: 
     out = []
     problem = cluster.runtime_class_problem(cluster.runtime_class(kube))
     out.append(Link("RuntimeClass", problem is None, problem or "handler nvidia"))
-    pod, detail = cluster.plugin_pod(kube, cfg.gpu.device_plugin.namespace, node)
+    pod, detail = cluster.plugin_pod(kube, cfg.gpu.device_plugin.namespace, node, cfg.gpu.root)
     ready = pod is not None and detail.endswith("is Ready")
     out.append(Link("plugin pod", ready, detail))
     want = expected(cfg, det)

@@ -3,10 +3,11 @@
 Three groups of manifests, each applied by server-side apply with its own owner label
 (``palplat_kube`` machinery, :func:`palplat.kube.converge`):
 
-- ``secrets`` (owner ``palplat-platform-secrets``): for every release with ``secrets``,
-  its namespace and those Secrets (values from the GPG pillar, masked in every diff), for
-  charts that read an ``existingSecret``. Applied before any release; pruned (Secrets
-  only): an entry removed from the pillar removes its Secret.
+- ``secrets`` (owner ``palplat-platform-secrets``): for every release with ``secrets``
+  or ``generated``, its namespace and those Secrets (values from the GPG pillar, or made
+  by palplat once and kept: :mod:`.generated`; masked in every diff), for charts that
+  read an ``existingSecret``. Applied before any release; pruned (Secrets only): an entry
+  removed from the pillar removes its Secret.
 - ``databases`` (owner ``palplat-platform-databases``): for every release with
   ``database``, its namespace and CloudNativePG Cluster ``<key>-db`` (with ``backup``:
   barman to ``s3://<bucket>/platform/<key>`` of ``services:defaults:object_store``, its
@@ -15,10 +16,22 @@ Three groups of manifests, each applied by server-side apply with its own owner 
   releases that do not need a database (CloudNativePG among them: it serves the Cluster
   kind) and before the releases that do (their pods read ``<key>-db-app``). Removing
   ``database`` from a release leaves the Cluster and its data (delete it by hand).
+- ``dora`` (owner ``palplat-platform-dora``): with ``palplat:dora:enabled``, in the
+  namespace of the kube-prometheus-stack release, the PrometheusRule ``palplat-dora``
+  (recording rules and alerts over palplat's DORA metrics) and the Grafana dashboard
+  ConfigMap ``palplat-dora-dashboard`` (:mod:`palplat.dora.rules`). Applied after every
+  release; pruned.
 - ``access`` (owner ``palplat-platform-access``): for every release with ``expose``, a
   Tailscale Ingress ``palplat-<key>`` in its namespace and (``probe``) a blackbox Probe
   ``palplat-<key>`` in the blackbox exporter's namespace. Applied after every release;
   pruned: an ``expose`` removed from the pillar removes its Ingress and Probe.
+
+Every object but the namespaces carries ``palplat.io/release: <key>``, the release key it
+belongs to. Pruning touches only objects of keys still in ``palplat:platform:releases``
+(enabled, or ``enabled: false``, which removes them): an object whose key left the pillar
+(a renamed key, a typo) is reported as orphaned and left alone, like a service that left
+the pillar, so the running chart keeps its ``existingSecret`` and a database keeps its
+backups until the key says ``enabled: false``.
 """
 
 from __future__ import annotations
@@ -27,18 +40,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from palplat.dora import rules as dora_rules
 from palplat.model import PalplatPillar, Release
+from palplat.platform import generated
 from palplat.platform.access import MON_API, blackbox_probe, tailscale_ingress
 from palplat.platform.database import backup_objects, cnpg_cluster
 
+RELEASE_LABEL = "palplat.io/release"
 SECRETS = "secrets"
 DATABASES = "databases"
 ACCESS = "access"
+DORA = "dora"
 OWNERS = {
     SECRETS: "palplat-platform-secrets",
     DATABASES: "palplat-platform-databases",
     ACCESS: "palplat-platform-access",
+    DORA: "palplat-platform-dora",
 }
+MONITORING_CHART = "kube-prometheus-stack"
 BLACKBOX_CHART = "prometheus-blackbox-exporter"
 BLACKBOX_PORT = 9115
 # The kinds of the access group, pruned even when none is left in the manifests
@@ -56,6 +75,9 @@ class Group:
     manifests: list[dict[str, Any]] = field(default_factory=list)
     prune: bool = False
     prune_kinds: tuple[tuple[str, str], ...] = ()
+    # the release keys in the pillar: only their objects are pruned, others are orphans
+    # (None: the group's objects belong to no release key, all are prunable)
+    known: frozenset[str] | None = None
 
 
 def chart_name(rel: Release) -> str:
@@ -114,14 +136,43 @@ def layout(releases: Mapping[str, Release]) -> tuple[list[str], list[str]]:
     return [k for k in releases if k not in second], [k for k in releases if k in second]
 
 
+def _of(key: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """``manifest`` labelled with the release key it belongs to."""
+    meta = dict(manifest.get("metadata") or {})
+    meta["labels"] = {**(meta.get("labels") or {}), RELEASE_LABEL: key}
+    return {**manifest, "metadata": meta}
+
+
+def release_of(obj: Mapping[str, Any]) -> str | None:
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(RELEASE_LABEL)
+
+
 def _namespaces(names: list[str]) -> list[dict[str, Any]]:
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in names]
 
 
-def secrets_group(releases: Mapping[str, Release]) -> Group:
-    """The Secrets of every enabled release's ``secrets`` and their namespaces."""
-    group = Group(SECRETS, OWNERS[SECRETS], prune=True, prune_kinds=SECRET_KINDS)
+def secrets_group(
+    releases: Mapping[str, Release], live: Mapping[tuple[str, str], dict] | None = None
+) -> Group:
+    """The Secrets of every enabled release's ``secrets`` and ``generated`` (values kept
+    from ``live``, the generated Secrets in the cluster) and their namespaces."""
+    group = Group(
+        SECRETS, OWNERS[SECRETS], prune=True, prune_kinds=SECRET_KINDS, known=frozenset(releases)
+    )
     namespaces: list[str] = []
+    made = generated.manifests(releases, live or {})
+    key_of = {
+        (rel.namespace, name): key
+        for key, rel in releases.items()
+        if rel.enabled
+        for name in (rel.generated or {})
+    }
+    for i, m in enumerate(made):
+        if m["kind"] == "Namespace":
+            namespaces.append(m["metadata"]["name"])
+        else:  # the release key it belongs to: a renamed key keeps its generated values
+            where = (m["metadata"].get("namespace", ""), m["metadata"]["name"])
+            made[i] = _of(key_of[where], m) if where in key_of else m
     for key in sorted(releases):
         rel = releases[key]
         if not rel.enabled or not rel.secrets:
@@ -130,27 +181,36 @@ def secrets_group(releases: Mapping[str, Release]) -> Group:
             namespaces.append(rel.namespace)
         for name, data in sorted(rel.secrets.items()):
             group.manifests.append(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": {"name": name, "namespace": rel.namespace},
-                    "type": "Opaque",
-                    "stringData": dict(data),
-                }
+                _of(
+                    key,
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Secret",
+                        "metadata": {"name": name, "namespace": rel.namespace},
+                        "type": "Opaque",
+                        "stringData": dict(data),
+                    },
+                )
             )
+    group.manifests.extend(m for m in made if m["kind"] != "Namespace")
     group.manifests[:0] = _namespaces(namespaces)
     return group
 
 
-def groups(cfg: PalplatPillar, releases: Mapping[str, Release]) -> dict[str, Group]:
+def groups(
+    cfg: PalplatPillar,
+    releases: Mapping[str, Release],
+    live: Mapping[tuple[str, str], dict] | None = None,
+) -> dict[str, Group]:
     """The ``secrets``, ``databases`` and ``access`` groups of the enabled ``releases``
     (in the order they are first applied). A namespace belongs to one group: the first
     that needs it."""
-    secrets = secrets_group(releases)
+    secrets = secrets_group(releases, live)
     # pruned: a backup removed from the pillar takes its ScheduledBackup and keys along
     # (never the Cluster or its namespace: those hold data)
-    dbs = Group(DATABASES, OWNERS[DATABASES], prune=True, prune_kinds=BACKUP_KINDS)
-    access = Group(ACCESS, OWNERS[ACCESS], prune=True, prune_kinds=ACCESS_KINDS)
+    known = frozenset(releases)
+    dbs = Group(DATABASES, OWNERS[DATABASES], prune=True, prune_kinds=BACKUP_KINDS, known=known)
+    access = Group(ACCESS, OWNERS[ACCESS], prune=True, prune_kinds=ACCESS_KINDS, known=known)
     probe_at = prober(releases)
     made = {m["metadata"]["name"] for m in secrets.manifests if m["kind"] == "Namespace"}
     namespaces: list[str] = []
@@ -163,7 +223,7 @@ def groups(cfg: PalplatPillar, releases: Mapping[str, Release]) -> dict[str, Gro
             if rel.namespace not in namespaces and rel.namespace not in made:
                 namespaces.append(rel.namespace)
             cluster = cnpg_cluster(key, rel.namespace, rel.database).manifest
-            dbs.manifests.append(cluster)
+            dbs.manifests.append(_of(key, cluster))
             store = cfg.services.defaults.object_store
             if rel.database.backup is not None and store is not None:
                 ns = rel.namespace
@@ -174,17 +234,40 @@ def groups(cfg: PalplatPillar, releases: Mapping[str, Release]) -> dict[str, Gro
                     # one keys' Secret per namespace, however many of its databases back up
                     if (m["kind"], m["metadata"]["name"], ns) not in seen:
                         seen.add((m["kind"], m["metadata"]["name"], ns))
-                        dbs.manifests.append(m)
+                        dbs.manifests.append(_of(key, m))
         ex = rel.expose
         if ex is None:
             continue
         access.manifests.append(
-            tailscale_ingress(
-                f"palplat-{key}", rel.namespace, ex.service, ex.port, ex.url, funnel=ex.funnel
+            _of(
+                key,
+                tailscale_ingress(
+                    f"palplat-{key}", rel.namespace, ex.service, ex.port, ex.url, funnel=ex.funnel
+                ),
             )
         )
         if ex.probe and probe_at is not None:
             ns, url = probe_at
-            access.manifests.append(blackbox_probe(f"palplat-{key}", ns, ex.url, url, job=key))
+            access.manifests.append(
+                _of(key, blackbox_probe(f"palplat-{key}", ns, ex.url, url, job=key))
+            )
     dbs.manifests[:0] = _namespaces(namespaces)
-    return {SECRETS: secrets, DATABASES: dbs, ACCESS: access}
+    return {SECRETS: secrets, DATABASES: dbs, ACCESS: access, DORA: dora_group(cfg, releases)}
+
+
+def dora_group(cfg: PalplatPillar, releases: Mapping[str, Release]) -> Group:
+    """The DORA recording rules, alerts and dashboard, beside the first enabled
+    kube-prometheus-stack release (none without one, or with ``dora:enabled: false``)."""
+    group = Group(DORA, OWNERS[DORA], prune=True, prune_kinds=dora_rules.DORA_KINDS)
+    if not cfg.dora.enabled:
+        return group
+    for key in sorted(releases):
+        rel = releases[key]
+        if rel.enabled and chart_name(rel) == MONITORING_CHART:
+            d = cfg.dora
+            group.manifests = [
+                dora_rules.prometheus_rule(rel.namespace, d.window_days, d.year),
+                dora_rules.dashboard_configmap(rel.namespace, d.window_days),
+            ]
+            break
+    return group

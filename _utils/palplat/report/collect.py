@@ -19,10 +19,11 @@ from typing import Any
 
 from palplat import redact
 from palplat.report.plan import Item, Report, add_state_returns
-from palplat.report.status import CALLS, Status, build
+from palplat.report.status import CALLS, CLUSTER_CALLS, NODE_CALLS, Status, build, holders
 
 Cmd = Callable[..., Mapping[str, Any]]
 UPGRADE_PILLAR = "palplat_k3s_upgrade"
+PLAN_PILLAR = "palplat_plan"  # loaderkit.PLAN_PILLAR
 
 
 def _answered(report: Report, answers: Mapping[str, Any], expected: Iterable[str], what: str):
@@ -34,13 +35,13 @@ def collect_plan(
     cmd: Cmd,
     expected: list[str],
     k3s_plan: Callable[[], Mapping[str, Any]] | None = None,
-    pillarenv: str | None = None,
+    plan: Mapping[str, Any] | None = None,
 ) -> Report:
-    """``pillarenv``: plan the pillar of that environment (a pull request's) instead of
-    the minions' current one."""
+    """``plan``: a pull request's pillar, sealed (:func:`palplat.pullrequest.payload`),
+    planned instead of the minions' own; it holds no secret value."""
     report = Report(minions=sorted(expected))
     t0 = time.monotonic()
-    env_arg = [f"pillarenv={pillarenv}"] if pillarenv else []
+    env_arg = [{"plan": dict(plan), "__kwarg__": True}] if plan else []
     facts = cmd(["palplat_config.problems", "palplat_config.graph"], arg=[env_arg, env_arg])
     _answered(report, facts, expected, "validation")
     report.minions = sorted(set(expected) | set(facts))
@@ -60,7 +61,9 @@ def collect_plan(
     if report.errors:
         return report  # nothing else is planned on an invalid pillar
 
-    pillar = None
+    pillar: dict[str, Any] = {}
+    if plan:
+        pillar[PLAN_PILLAR] = dict(plan)
     if k3s_plan is not None:
         t1 = time.monotonic()
         up = k3s_plan() or {}
@@ -74,19 +77,18 @@ def collect_plan(
                     stage="k3s-upgrade",
                     item=f"upgrade {node}",
                     result=None,
-                    comment=f"{step.get('from')} -> {step.get('to')} ({step.get('role')})",
+                    comment=f"{step.get('from')} -> {step.get('to')} ({step.get('role')})"
+                    + (f": {step['why']}" if step.get("why") else ""),
                     changes={"version": {"old": step.get("from"), "new": step.get("to")}},
                     kinds={"change": [str(node)]},
                 )
             )
         if up.get("steps"):
-            pillar = {UPGRADE_PILLAR: True}
+            pillar[UPGRADE_PILLAR] = True
         report.timings["k3s-upgrade"] = time.monotonic() - t1
 
     t2 = time.monotonic()
     kwarg: dict[str, Any] = {"test": True}
-    if pillarenv:
-        kwarg["pillarenv"] = pillarenv
     if pillar:
         kwarg["pillar"] = pillar
     rets = cmd("state.sls", arg=["palplat"], kwarg=kwarg)
@@ -98,7 +100,26 @@ def collect_plan(
     return report
 
 
-def collect_status(cmd: Cmd, expected: list[str]) -> Status:
-    funs = [f for f, _ in CALLS]
-    answers = cmd(funs, arg=[a for _, a in CALLS])
+def collect_status(
+    cmd: Cmd, expected: list[str], cmd_on: Callable[[list[str]], Cmd] | None = None
+) -> Status:
+    """Node calls on every minion, then the cluster calls on the holders only
+    (``cmd_on(minions)``: a ``cmd`` for those minions; without it, everything on every
+    minion in one job, as before)."""
+    if cmd_on is None:
+        answers = cmd([f for f, _ in CALLS], arg=[a for _, a in CALLS])
+        return build(answers, expected)
+    answers = {
+        m: dict(v) if isinstance(v, Mapping) else v
+        for m, v in cmd([f for f, _ in NODE_CALLS], arg=[a for _, a in NODE_CALLS]).items()
+    }
+    held = holders(answers)
+    if held:
+        more = cmd_on(held)([f for f, _ in CLUSTER_CALLS], arg=[a for _, a in CLUSTER_CALLS])
+        for mid in held:
+            got = more.get(mid)
+            if isinstance(got, Mapping):
+                answers[mid].update(got)
+            else:
+                answers[mid] = f"did not answer the cluster calls ({redact.mask_text(str(got))})"
     return build(answers, expected)

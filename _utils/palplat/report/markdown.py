@@ -11,7 +11,7 @@ from typing import Any
 from palplat import redact
 from palplat.report.plan import KINDS, Report
 
-MARKER = "<!-- palplat-plan -->"  # ci/plan.sh finds its own comment by this line
+MARKER = "<!-- palplat-plan -->"  # palplat-ci finds its own comment by this line
 FOLD_LINES = 12  # longer details fold into <details>
 
 

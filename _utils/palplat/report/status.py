@@ -1,9 +1,15 @@
-"""Platform status from what the minions report (one multi-function job per run):
-nodes, firewall, GPUs, releases, services; healthy, degraded or error.
+"""Platform status from what the minions report: nodes, firewall, GPUs, releases,
+services; healthy, degraded or error.
 
-Input: ``{minion: {function: return}}`` for the functions in :data:`CALLS`. A function a
-minion does not have (an older palplat, a stage not used) is left out of the report; a
-minion that did not answer is an error.
+Two multi-function jobs per run: :data:`NODE_CALLS` on every minion (what only the node
+knows: its k3s, its firewall, its GPUs), then :data:`CLUSTER_CALLS` only on the minions
+that hold a cluster (``holds_cluster`` in the first answers): the Node list, the Helm
+releases and their no-op plan, the services. No other minion asks the API or plans a
+release; a GPU node's ``nvidia.com/gpu`` allocatable is read off the holder's Node list.
+
+Input: ``{minion: {function: return}}``. A function a minion does not have (an older
+palplat, a stage not used) is left out of the report; a minion that did not answer is an
+error.
 """
 
 from __future__ import annotations
@@ -16,16 +22,31 @@ from palplat.report.markdown import table, text_table
 from palplat.report.plan import CHANGES, ERRORS, OK
 
 # (function, args) the status runner calls on every targeted minion in one job
-CALLS: list[tuple[str, list]] = [
+NODE_CALLS: list[tuple[str, list]] = [
     ("palplat_k3s.status", []),
-    ("palplat_kube.list", ["v1", "Node"]),
     ("palplat_nftables.pending", []),
     ("palplat_nftables.plan", []),
+    ("palplat_nvidia.status", [{"cluster": False, "__kwarg__": True}]),
+]
+# ... and then on the minions that hold a cluster only
+CLUSTER_CALLS: list[tuple[str, list]] = [
+    ("palplat_kube.list", ["v1", "Node"]),
     ("palplat_helm.releases", []),
     ("palplat_helm.plan", []),
-    ("palplat_nvidia.status", []),
     ("palplat_service.status", []),
 ]
+CALLS = NODE_CALLS + CLUSTER_CALLS
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+def holders(answers: Mapping[str, Any]) -> list[str]:
+    """The minions whose first answers say they hold a cluster."""
+    out = []
+    for mid, got in sorted(answers.items()):
+        k3s = got.get("palplat_k3s.status") if isinstance(got, Mapping) else None
+        if isinstance(k3s, Mapping) and k3s.get("holds_cluster") is not False:
+            out.append(mid)
+    return out
 
 
 def _failed(ret: Any) -> str | None:
@@ -81,9 +102,24 @@ class Status:
         )
 
 
+def _gpu_allocatable(answers: Mapping[str, Any]) -> dict[str, int | None]:
+    """``{node: nvidia.com/gpu allocatable}`` from the holders' Node lists."""
+    out: dict[str, int | None] = {}
+    for got in answers.values():
+        nodes = got.get("palplat_kube.list") if isinstance(got, Mapping) else None
+        for n in nodes if isinstance(nodes, list) else []:
+            v = ((n.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE)
+            try:
+                out[(n.get("metadata") or {}).get("name")] = int(str(v)) if v else None
+            except ValueError:
+                out[(n.get("metadata") or {}).get("name")] = None
+    return out
+
+
 def build(answers: Mapping[str, Any], expected: list[str]) -> Status:
     st = Status()
     seen_nodes: set[str] = set()
+    gpu_alloc = _gpu_allocatable(answers)
     for minion in sorted(set(expected) | set(answers)):
         got = answers.get(minion)
         if not isinstance(got, Mapping):
@@ -91,7 +127,7 @@ def build(answers: Mapping[str, Any], expected: list[str]) -> Status:
             continue
         _k3s(st, minion, got, seen_nodes)
         _firewall(st, minion, got)
-        _gpu(st, minion, got)
+        _gpu(st, minion, got, gpu_alloc)
         k3s = got.get("palplat_k3s.status")
         if isinstance(k3s, Mapping) and k3s.get("holds_cluster") is False:
             continue  # an agent or a further server: the cluster-wide rows come from the first
@@ -173,9 +209,17 @@ def _releases(st: Status, minion: str, got: Mapping) -> None:
             st.degraded.append(f"release {key}: {row['status']}, {row['drift']}")
 
 
-def _gpu(st: Status, minion: str, got: Mapping) -> None:
+def _split(alloc: int | None, n: int) -> int | None:
+    """A node's allocatable per GPU (time-slicing: replicas each) when it divides."""
+    if alloc is None or not n:
+        return alloc
+    return alloc // n if alloc % n == 0 else alloc
+
+
+def _gpu(st: Status, minion: str, got: Mapping, alloc: Mapping[str, int | None]) -> None:
     """One row per NVIDIA device the node has (none on a node without one); degraded when
-    the node has devices and the cluster sees no ``nvidia.com/gpu`` allocatable."""
+    the node has devices and the cluster sees no ``nvidia.com/gpu`` allocatable. The
+    allocatable comes from the holder's Node list where the node did not ask the API."""
     ret = got.get("palplat_nvidia.status")
     if ret is None or _missing(ret):
         return
@@ -184,6 +228,12 @@ def _gpu(st: Status, minion: str, got: Mapping) -> None:
         st.errors.append(f"{minion}: palplat_nvidia.status: {err or ret}")
         return
     gpus = ret.get("gpus") or []
+    if gpus and ret.get("node_allocatable") is None and ret.get("node") in alloc:
+        ret = {**ret, "node_allocatable": alloc[ret.get("node")]}
+        per = _split(ret["node_allocatable"], len(gpus))
+        gpus = [{**g, "allocatable": per} for g in gpus]
+    elif gpus and ret.get("node_allocatable") is None and alloc == {} and not ret.get("cluster"):
+        ret = {**ret, "cluster": "no Node list from a minion that holds the cluster"}
     for g in gpus:
         st.sections["gpu"].append(
             {

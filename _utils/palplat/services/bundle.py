@@ -85,12 +85,16 @@ def bundle(
     }
 
 
-def shared(plan: Plan) -> list[dict[str, Any]]:
-    """Objects every service shares: Argo CD's repository Secret for deployments_repo."""
+def shared(plan: Plan, creds: tuple[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Objects every service shares: Argo CD's repository Secret for deployments_repo.
+    ``creds``: ``(username, password)`` (services.credentials), default the pillar's."""
     d = plan.defaults
-    if not d.deployments_repo or d.deployments_credentials is None:
+    if creds is None and d.deployments_credentials is not None:
+        if d.deployments_credentials.password is not None:
+            creds = (d.deployments_credentials.username, d.deployments_credentials.password)
+    if not d.deployments_repo or creds is None:
         return []
-    creds = d.deployments_credentials
+    username, password = creds
     obj = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -103,8 +107,8 @@ def shared(plan: Plan) -> list[dict[str, Any]]:
         "stringData": {
             "type": "git",
             "url": d.deployments_repo,
-            "username": creds.username,
-            "password": creds.password,
+            "username": username,
+            "password": password,
         },
     }
     return [labelled(obj, None, "delivery")]

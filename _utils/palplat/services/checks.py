@@ -7,7 +7,11 @@ changes. Each problem names its pillar path and the fix:
 - ``funnel`` without the Tailscale operator (or without ``tailnet_domain``), ``database``
   without CloudNativePG, ``backup`` without an object store (or its release, or its
   credentials), delivery and monitoring without their releases;
-- a missing Harbor or Woodpecker credential when a service needs it;
+- a missing Harbor credential (none in the pillar and none the Harbor release generates)
+  when a service needs it; Woodpecker's token may be missing: the CI part then waits for
+  the operator (services.credentials);
+- ``forge``: its release, the admin palplat signs in as, Woodpecker reading the OAuth
+  client palplat makes, a credential for ``deployments_repo``;
 - alerts that clash with each other or with palplat's default alerts, network peers
   that are neither a namespace nor an IP block, ``delete_data`` without ``absent``.
 """
@@ -24,6 +28,8 @@ ROOT = "palplat:services"
 MAX_NAME = 40
 DEFAULT_ALERTS = ("ServiceTargetDown", "ServiceRestartLoop")
 RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# Harbor's own project (every installation has it; palplat must never own or delete it)
+RESERVED_PROJECTS = ("library",)
 
 
 def enabled_release(cfg: PalplatPillar, name: str | None) -> bool:
@@ -74,6 +80,16 @@ def _names(cfg: PalplatPillar, name: str, svc: Service) -> list[PillarProblem]:
             _p(
                 name,
                 "has '--': Harbor project names allow no consecutive separators; use one '-'",
+                repr(name),
+            )
+        )
+    if name in RESERVED_PROJECTS:
+        out.append(
+            _p(
+                name,
+                f"'{name}' is Harbor's default project (every Harbor has it): a service "
+                "would adopt it, and offboarding with delete_data would target it; choose "
+                "another name",
                 repr(name),
             )
         )
@@ -204,6 +220,78 @@ def _backup(cfg: PalplatPillar, name: str) -> list[PillarProblem]:
     return out
 
 
+def _harbor_admin_from_release(cfg: PalplatPillar) -> bool:
+    rel = cfg.platform.releases.get(cfg.services.defaults.releases.harbor)
+    if rel is None or not rel.enabled:
+        return False
+    return "harborAdminPassword" in rel.secret_values or bool(
+        rel.values.get("existingSecretAdminPassword")
+    )
+
+
+def _forge(cfg: PalplatPillar, present: list[str]) -> list[PillarProblem]:
+    """What palplat makes in Forgejo needs the forge release, a way to sign in, and
+    Woodpecker reading the OAuth client; Argo CD needs a credential for deployments_repo."""
+    from palplat.platform import forge
+
+    d = cfg.services.defaults
+    out: list[PillarProblem] = []
+    creds = d.deployments_credentials
+    if present and creds is not None and creds.password is None and not forge.wants_token(cfg):
+        out.append(
+            _p(
+                "defaults:deployments_credentials:password",
+                "is required: Argo CD reads deployments_repo with it; add it to the "
+                "GPG-encrypted pillar, or let palplat make a token in Forgejo (set "
+                "services:defaults:forge, with deployments_repo on that forge)",
+            )
+        )
+    f = d.forge
+    if f is None:
+        return out
+    rel = cfg.platform.releases.get(d.releases.forge)
+    if rel is None or not rel.enabled:
+        out.append(
+            _p(
+                "defaults:forge",
+                f"names the forge release '{d.releases.forge}', which is not an enabled "
+                "palplat:platform:releases entry: enable it, or name yours in "
+                "services:defaults:releases:forge",
+            )
+        )
+        return out
+    st = forge.step(cfg)
+    if st is None:
+        return out
+    admin = f.admin_secret or forge._tree(rel.values, "gitea", "admin", "existingSecret")
+    if not admin and forge._tree(rel.secret_values, "gitea", "admin", "password") is None:
+        out.append(
+            _p(
+                "defaults:forge",
+                "palplat signs in to Forgejo as its admin, but the forge release "
+                f"(palplat:platform:releases:{st.forge_key}) names no admin password: let "
+                "palplat generate one (generated: {forgejo-admin: {username: ..., password: "
+                "{random: 32}}} and values gitea.admin.existingSecret: forgejo-admin), or set "
+                "secret_values gitea.admin.password",
+            )
+        )
+    if st.woodpecker_key:
+        wp = cfg.platform.releases[st.woodpecker_key]
+        env_from = forge._tree(wp.values, "server", "extraSecretNamesForEnvFrom") or []
+        if forge.OAUTH_SECRET not in env_from:
+            out.append(
+                PillarProblem(
+                    f"palplat:platform:releases:{st.woodpecker_key}:values:server:"
+                    "extraSecretNamesForEnvFrom",
+                    f"must list {forge.OAUTH_SECRET}: palplat keeps Woodpecker's Forgejo OAuth "
+                    f"client there ({forge.CLIENT_KEY}, {forge.SECRET_KEY}); add it (keep "
+                    "the chart's woodpecker-secret), or set services:defaults:forge:"
+                    "woodpecker_oauth: false and give the client yourself",
+                )
+            )
+    return out
+
+
 def _defaults(cfg: PalplatPillar, services: list[tuple[str, Service]]) -> list[PillarProblem]:
     d = cfg.services.defaults
     out: list[PillarProblem] = []
@@ -220,12 +308,15 @@ def _defaults(cfg: PalplatPillar, services: list[tuple[str, Service]]) -> list[P
                 f"{names([n for n, _ in services])}); set url, username and password",
             )
         )
-    elif d.harbor.password is None:
+    elif d.harbor.password is None and not _harbor_admin_from_release(cfg):
         out.append(
             _p(
                 "defaults:harbor:password",
                 f"is required to manage Harbor projects and robots (needed by "
-                f"{names([n for n, _ in services])}); add it to the GPG-encrypted pillar",
+                f"{names([n for n, _ in services])}): add it to the GPG-encrypted pillar, "
+                f"or let palplat generate it for the Harbor release (palplat:platform:"
+                f"releases:{d.releases.harbor}: generated, and values "
+                "existingSecretAdminPassword naming that Secret)",
             )
         )
     ci = [n for n, s in services if s.ci]
@@ -233,18 +324,11 @@ def _defaults(cfg: PalplatPillar, services: list[tuple[str, Service]]) -> list[P
         out.append(
             _p(
                 "defaults:woodpecker",
-                f"is required by services with CI ({names(ci)}): set url and token, or "
-                "set ci: false on them",
+                f"is required by services with CI ({names(ci)}): set url (and, once "
+                "Woodpecker runs, token), or set ci: false on them",
             )
         )
-    elif ci and d.woodpecker is not None and d.woodpecker.token is None:
-        out.append(
-            _p(
-                "defaults:woodpecker:token",
-                f"is required to activate repositories and set pipeline secrets (needed "
-                f"by {names(ci)}); add an admin's token to the GPG-encrypted pillar",
-            )
-        )
+    out.extend(_forge(cfg, present))
     if not present:
         return out
     if not d.registry:

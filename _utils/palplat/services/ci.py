@@ -32,11 +32,20 @@ def ensure(
     the recorded one, when nothing could be set)."""
     if not spec.entry.ci:
         return synced
+    if "ci" in ctx.waiting:
+        res.wait("ci", ctx.waiting["ci"])
+        return synced
     if not ctx.repos.ok:
         res.fail("ci", str(ctx.repos.error))
         return synced
     full = spec.entry.repo
     repo = ctx.repos.items.get(full.lower())
+    if repo is None and ctx.repos.unreached:
+        # a pull request's plan that may not ask Woodpecker: what a new one would get
+        res.changes[f"Woodpecker repo {full}"] = {"old": None, "new": "active"}
+        for n in CI_SECRETS:
+            res.changes[f"Woodpecker secret {full}:{n}"] = {"old": None, "new": "<hidden>"}
+        return synced
     if repo is None:
         res.fail(
             "ci",

@@ -28,8 +28,10 @@ class Harbor:
         self.robot_prefix = robot_prefix
 
     @classmethod
-    def from_settings(cls, s: HarborApi, timeout: float = 20) -> Harbor:
-        password = s.password.reveal() if s.password is not None else ""
+    def from_settings(cls, s: HarborApi, timeout: float = 20, password=None) -> Harbor:
+        """``password``: the admin's, when not in the pillar (services.credentials)."""
+        secret = s.password if s.password is not None else password
+        password = secret.reveal() if secret is not None else ""
         api = Api(
             "Harbor",
             f"{s.url}/api/v2.0",
@@ -46,18 +48,7 @@ class Harbor:
     # ----------------------------------------------------------------------- listing
 
     def _paged(self, path: str, params: dict[str, Any] | None = None) -> list[dict]:
-        out: list[dict] = []
-        page = 1
-        while True:
-            resp = self.api.request(
-                "GET", path, params={**(params or {}), "page": page, "page_size": PAGE}
-            )
-            items = resp.json() or []
-            out.extend(items)
-            total = resp.headers.get("X-Total-Count")
-            if len(items) < PAGE or (total is not None and len(out) >= int(total)):
-                return out
-            page += 1
+        return self.api.paged(path, "page_size", PAGE, params)
 
     def projects(self) -> dict[str, dict]:
         """Every project the account sees, by name."""

@@ -30,8 +30,14 @@ class Unavailable(ApiError):
     """No answer: connection refused, TLS failure, timeout."""
 
 
+class NotContacted(Unavailable):
+    """A pull request's plan does not contact this API (:mod:`palplat.egress`)."""
+
+
 def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
+    # masked before it is cut or its whitespace folded: a secret at the cut (or one with
+    # a newline) would otherwise no longer match and leak its prefix
+    text = " ".join(redact.mask_text(str(text)).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -124,6 +130,31 @@ class Api:
                 f"{self.name}: {method} {path}: the answer is not JSON", status=resp.status_code
             ) from None
 
+    def paged(
+        self, path: str, size_param: str, size: int, params: dict[str, Any] | None = None
+    ) -> list[dict]:
+        """Every item of a list endpoint, a page at a time (``page`` from 1, ``size_param``
+        names the page size: Harbor ``page_size``, Woodpecker ``perPage``, Forgejo
+        ``limit``); stops at a short page or at the ``X-Total-Count`` the API sends."""
+        out: list[dict] = []
+        page = 1
+        while True:
+            resp = self.request(
+                "GET", path, params={**(params or {}), "page": page, size_param: size}
+            )
+            try:
+                items = resp.json() if resp.content else None
+            except ValueError:
+                raise ApiError(
+                    f"{self.name}: GET {path}: the answer is not JSON", status=resp.status_code
+                ) from None
+            items = items or []
+            out.extend(items)
+            total = resp.headers.get("X-Total-Count")
+            if len(items) < size or (total is not None and len(out) >= int(total)):
+                return out
+            page += 1
+
     def _error_text(self, what: str, resp) -> str:
         detail = ""
         try:
@@ -149,3 +180,24 @@ class Api:
         if hint is None and resp.status_code >= 500:
             hint = f" ({self.name} failed; re-run when it is healthy)"
         return text + (hint or "")
+
+
+class Unreached(Api):
+    """An API a pull request's plan must not contact (its endpoint or credential is not
+    the applied pillar's): every request raises :class:`NotContacted` with ``reason``,
+    before anything leaves the process."""
+
+    def __init__(self, name: str, base: str, reason: str):
+        self.name = name
+        self.base = base.rstrip("/")
+        self.where = ""
+        self.timeout = 0
+        self.reason = reason
+        self.session = None
+        self.stats = {"requests": 0, "writes": 0, "verbs": Counter()}
+
+    def close(self) -> None:
+        pass
+
+    def request(self, method: str, path: str, **kw: Any):
+        raise NotContacted(f"{self.name}: {method} {path}: {self.reason}")

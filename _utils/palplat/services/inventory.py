@@ -16,7 +16,7 @@ from typing import Any
 
 from palplat import kube
 from palplat.services import bundle
-from palplat.services.http import ApiError
+from palplat.services.http import ApiError, Unreached
 from palplat.services.resolve import PART_LABEL
 
 NET = "networking.k8s.io/v1"
@@ -81,20 +81,27 @@ def part_of(obj: dict[str, Any]) -> str:
 
 @dataclass
 class Listing:
-    """The result of one API listing: ``items`` or the ``error`` that stopped it."""
+    """The result of one API listing: ``items`` or the ``error`` that stopped it.
+    ``unreached``: a pull request's plan did not contact the API (why): ``items`` is
+    empty, planned as if the API held nothing yet."""
 
     items: Any = None
     error: str | None = None
+    unreached: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
-def listing(fn: Callable[[], Any] | None, missing: str) -> Listing:
-    """Call ``fn``; an API error becomes ``Listing(error=...)``; no ``fn``: ``missing``."""
+def listing(fn: Callable[[], Any] | None, missing: str, empty: Any = None) -> Listing:
+    """Call ``fn``; an API error becomes ``Listing(error=...)``; no ``fn``: ``missing``;
+    an API a plan does not contact: ``Listing(empty, unreached=why)``."""
     if fn is None:
         return Listing(error=missing)
+    api = getattr(getattr(fn, "__self__", None), "api", None)
+    if isinstance(api, Unreached):
+        return Listing(empty, unreached=api.reason)
     try:
         return Listing(fn())
     except ApiError as exc:

@@ -4,6 +4,9 @@
   robots (and their Secrets) are removed. The namespace with what is in it, the database
   Cluster with its volumes and the Harbor project with its images stay, and the state
   says so, unless ``delete_data: true`` is also set.
+- ``delete_data: true`` deletes only the data palplat created (:mod:`.origin`): a
+  namespace, database Cluster or Harbor project that existed before palplat adopted it is
+  kept, and the part fails with an error saying so.
 - An entry removed from the pillar: its objects (found by their labels) and its palplat
   robots are reported as orphaned and left alone.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 from palplat import kube
 from palplat.services.http import ApiError
 from palplat.services.inventory import DATA_KINDS, part_of
+from palplat.services.origin import CREATED, ORIGIN, PROJECT_ORIGIN, of_live, project_origin
 from palplat.services.outcome import Ctx, ServiceResult
 from palplat.services.registry import ROBOTS
 from palplat.services.resolve import (
@@ -41,6 +45,20 @@ def absent(ctx: Ctx, spec: Spec, res: ServiceResult) -> None:
     doomed = [o for o in live if part_of(o) in REMOVED_WHEN_ABSENT or wipe]
     if not wipe:
         doomed = [o for o in doomed if o.get("kind") not in DATA_KINDS]
+    else:
+        adopted = [o for o in doomed if o.get("kind") in DATA_KINDS and of_live(o) != CREATED]
+        for o in adopted:
+            ref = kube.ref_of(o)
+            part = part_of(o) or "namespace"
+            inside = " and everything in it" if o.get("kind") == "Namespace" else ""
+            res.fail(
+                part,
+                f"delete_data refused for {ref.key}: palplat did not create it (it existed "
+                f"when palplat first applied it: {ORIGIN}=adopted), so it{inside} stays; "
+                "palplat deletes only data it created. Delete it by hand if you mean it, or "
+                "remove delete_data",
+            )
+        doomed = [o for o in doomed if not any(o is a for a in adopted)]
     doomed.sort(key=lambda o: o.get("kind") == "Namespace")  # the namespace last
     by_part: dict[str, list[dict]] = {}
     for part in reversed(PARTS):  # the namespace part last
@@ -54,7 +72,8 @@ def absent(ctx: Ctx, spec: Spec, res: ServiceResult) -> None:
             res.changes.update(getattr(exc, "changes", None) or {})
             res.fail(part, str(exc))
     if wipe:
-        _project_off(ctx, spec, res)
+        ns_live = next((o for o in live if o.get("kind") == "Namespace"), None)
+        _project_off(ctx, spec, res, ns_live)
         return
     kept = sorted(kube.ref_of(o).key for o in live if o.get("kind") in DATA_KINDS)
     if kept:
@@ -118,11 +137,20 @@ def _robots_off(ctx: Ctx, spec: Spec, res: ServiceResult) -> None:
             res.fail("registry", str(exc))
 
 
-def _project_off(ctx: Ctx, spec: Spec, res: ServiceResult) -> None:
+def _project_off(ctx: Ctx, spec: Spec, res: ServiceResult, ns_live: dict | None) -> None:
     if not ctx.projects.ok:
         res.fail("registry", str(ctx.projects.error))
         return
     if spec.project not in ctx.projects.items:
+        return
+    if project_origin(ns_live, True) != CREATED:
+        res.fail(
+            "registry",
+            f"delete_data refused for Harbor project {spec.project}: palplat did not create it "
+            f"(it existed when palplat first used it: {PROJECT_ORIGIN} is not 'created' on "
+            f"Namespace/{spec.namespace}), so it and its images stay; palplat deletes only "
+            "data it created. Delete it in Harbor if you mean it, or remove delete_data",
+        )
         return
     try:
         repos = ctx.harbor.repositories(spec.project)

@@ -22,6 +22,7 @@ class ServiceResult:
     name: str
     changes: dict[str, Any] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # part -> why
+    waiting: dict[str, str] = field(default_factory=dict)  # part -> the operator's next step
     kept: list[str] = field(default_factory=list)  # data left in place, and why
     notes: list[str] = field(default_factory=list)
     absent: bool = False  # the entry is being offboarded
@@ -33,6 +34,11 @@ class ServiceResult:
     def block(self, parts, why: str) -> None:
         for part in parts:
             self.fail(part, why)
+
+    def wait(self, part: str, why: str) -> None:
+        """``part`` waits for the operator (or for what the platform stage makes): not a
+        failure; the other parts converge and the run says what to do next."""
+        self.waiting.setdefault(part, why)
 
 
 @dataclass
@@ -49,6 +55,9 @@ class Ctx:
     repos: Listing  # Woodpecker repositories by lower-cased full name
     dry_run: bool
     progress: Callable[..., Any] | None = None
+    # what the services sign in with when the pillar does not say (services.credentials)
+    repo_creds: tuple[str, Any] | None = None  # Argo CD's for deployments_repo
+    waiting: dict[str, str] = field(default_factory=dict)  # part -> the operator's next step
     new_namespaces: set[str] = field(default_factory=set)  # a dry run would create them
 
     def say(self, message: str, **data: Any) -> None:
@@ -145,6 +154,8 @@ class Outcome:
             state = "absent" if r.absent else "converged"
             if r.changes:
                 state = f"{len(r.changes)} pending change(s)"
+            if r.waiting and not r.failed:
+                state = "waiting for the operator: " + ", ".join(sorted(r.waiting))
             if r.failed:
                 state = "failed: " + ", ".join(sorted(r.failed))
             row = {"service": name, "state": state}
@@ -153,7 +164,15 @@ class Outcome:
             if spec is not None and self.inventory is not None and not r.absent:
                 cols, problems = health.describe(spec, self.inventory.objects(spec.owner))
                 row.update(cols)
-            row["healthy"] = not (r.changes or r.failed or problems)
+            row["healthy"] = not (r.changes or r.failed or r.waiting or problems)
+            if r.waiting:
+                # the exact next step is in the services stage's comment (and its plan)
+                problems = [
+                    *problems,
+                    f"waiting for the operator ({', '.join(sorted(r.waiting))}): the next "
+                    "step is in the services stage's comment (salt-call state.apply "
+                    "palplat.service test=True)",
+                ]
             if problems:
                 row["problems"] = "; ".join(problems)
             rows.append(row)
@@ -172,6 +191,17 @@ class Outcome:
             lines.append(f"palplat:services:defaults {part}: {why}")
         return lines
 
+    def waiting(self) -> list[str]:
+        """What waits for the operator: one line per distinct next step, with the
+        services and parts it holds up."""
+        by_step: dict[str, list[str]] = {}
+        for name, r in sorted(self.results.items()):
+            for part, why in sorted(r.waiting.items()):
+                by_step.setdefault(why, []).append(f"{name} {part}")
+        for part, why in sorted(self.shared.waiting.items()):
+            by_step.setdefault(why, []).append(f"(shared) {part}")
+        return [f"{why} [{', '.join(held)}]" for why, held in by_step.items()]
+
     @property
     def ok(self) -> bool:
         return not self.left()
@@ -185,6 +215,7 @@ class Outcome:
             lines.append(f"{verb} {len(changed)} service(s): {', '.join(changed)}")
         if self.shared.changes:
             lines.append(("would change" if test else "changed") + " the shared objects")
+        lines.extend(self.shared.notes)
         if same:
             lines.append(f"{len(same)} service(s) already as desired")
         for name, r in sorted(self.results.items()):
@@ -197,6 +228,10 @@ class Outcome:
             )
         if self.disabled:
             lines.append(f"left alone (enabled: false): {', '.join(self.disabled)}")
+        waiting = self.waiting()
+        if waiting:
+            lines.append("waiting for the operator (not a failure; the rest is converged):")
+            lines.extend(f"  - {line}" for line in waiting)
         left = self.left()
         if left:
             lines.append("left to do (fix the cause and re-run; finished parts are not redone):")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 
 from palplat.fields import Cidr, DnsLabel, Duration, Model, Port, Quantity
 from palplat.secret import Secret
@@ -117,25 +117,40 @@ class Backup(Model):
 
 
 class Database(Model):
+    """A PostgreSQL database (CloudNativePG)."""
+
     instances: Annotated[int, Field(ge=1, le=9)] = 1
+    """PostgreSQL instances (1: no replica)."""
     size: Quantity = "1Gi"
+    """Volume size of each instance."""
     backup: Backup | None = Field(
         None, description="Scheduled backups to the platform's object store (defaults)."
     )
 
 
 class Metrics(Model):
+    """Prometheus scraping (a ServiceMonitor)."""
+
     path: str = "/metrics"
+    """HTTP path Prometheus scrapes."""
     port: Port | None = Field(None, description="Defaults to the service's port.")
     interval: Duration = "30s"
+    """Scrape interval."""
 
 
 class Alert(Model):
+    """One Prometheus alert."""
+
     name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+    """Alert name (unique per service; not one of palplat's defaults)."""
     expr: str = Field(min_length=1)
+    """PromQL expression."""
     for_: Duration = Field("5m", alias="for")
+    """How long expr must hold before it fires."""
     severity: Literal["critical", "warning", "info"] = "warning"
+    """Label severity."""
     summary: str | None = None
+    """The annotation summary."""
 
 
 class Limits(Model):
@@ -157,10 +172,13 @@ class Peer(Model):
     pods of the service's own namespace (``pods`` alone), or an IP block."""
 
     namespace: DnsLabel | None = None
+    """Pods of this namespace (with pods: only those)."""
     pods: dict[str, str] = Field(default_factory=dict, description="Pod label selector.")
     cidr: Cidr | None = None
+    """An IP block instead of pods."""
     ports: list[Port] = Field(default_factory=list, description="Empty: every port.")
     protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+    """Protocol of ports."""
 
 
 class Network(Model):
@@ -172,6 +190,10 @@ class Network(Model):
 
 
 class Service(Model):
+    """One service: its namespace, registry, CI, delivery, ingress, monitoring, database and
+    secrets. See docs/services.md.
+    """
+
     repo: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")] = Field(
         description="owner/name of the source repository on the forge (Woodpecker builds it)."
     )
@@ -186,8 +208,13 @@ class Service(Model):
     funnel: bool = Field(False, description="Public on the internet via Tailscale Funnel.")
     ci: bool = Field(True, description="Activate the repository in Woodpecker.")
     database: Database | None = None
+    """A CloudNativePG Cluster <name>-db in the service's namespace (credentials in the Secret
+    <name>-db-app).
+    """
     metrics: Metrics | None = None
+    """A ServiceMonitor Prometheus scrapes."""
     alerts: list[Alert] = []
+    """PrometheusRule alerts, beside palplat's defaults (target down, restart loop)."""
     secrets: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Secret] = Field(
         default_factory=dict, description="One Kubernetes Secret for the workload (GPG pillar)."
     )
@@ -211,24 +238,101 @@ class Service(Model):
 
 
 class HarborApi(Model):
+    """Harbor's API."""
+
     url: HttpUrl = Field(description="Harbor's address; the API is <url>/api/v2.0.")
     username: str = "admin"
-    password: Secret | None = Field(None, description="Needed by every service (GPG pillar).")
-    verify_tls: bool = True
+    """Harbor user palplat signs in as (an admin)."""
+    password: Secret | None = Field(
+        None,
+        description="The admin's password (GPG pillar). Unset: the one palplat generated for "
+        "the Harbor release (its values' existingSecretAdminPassword Secret, `generated`).",
+    )
+    verify_tls: bool = Field(True, description="Check Harbor's TLS certificate.")
     robot_prefix: str = Field("robot$", description="Harbor's robot_name_prefix.")
+    allow_http: bool = Field(
+        False,
+        description="Accept an http:// url (the admin password travels in clear): only for "
+        "a Harbor on loopback or a network you trust.",
+    )
 
 
 class WoodpeckerApi(Model):
+    """Woodpecker CI's API."""
+
     url: HttpUrl = Field(description="Woodpecker's address; the API is <url>/api.")
     token: Secret | None = Field(
-        None, description="A personal access token of an admin (GPG pillar)."
+        None,
+        description="A personal access token of a Woodpecker admin (GPG pillar). It needs a "
+        "browser login, so palplat cannot make it: unset, the services' CI part waits for "
+        "the operator (the run says where to make it) while the other parts converge.",
     )
-    verify_tls: bool = True
+    verify_tls: bool = Field(True, description="Check Woodpecker's TLS certificate.")
+    allow_http: bool = Field(
+        False,
+        description="Accept an http:// url (the token travels in clear): only for a "
+        "Woodpecker on loopback or a network you trust.",
+    )
 
 
 class RepoCredentials(Model):
+    """Argo CD's credential for deployments_repo."""
+
     username: str
-    password: Secret
+    """User Argo CD reads deployments_repo as."""
+    password: Secret | None = Field(
+        None,
+        description="GPG pillar. Unset, with deployments_repo on the forge: the read-only "
+        "access token palplat makes in Forgejo for Argo CD (services:defaults:forge).",
+    )
+
+
+def _forge_url(v):
+    """``forge: https://...`` (palplat 0.1's form) is ``forge: {url: https://...}``."""
+    return {"url": v} if isinstance(v, str) else v
+
+
+class ForgeApi(Model):
+    """Forgejo, where the services' repositories live, installed by the platform release
+    ``services:defaults:releases:forge``. In the platform stage palplat signs in as that
+    release's admin and makes what the apps around it need (never asking the operator to
+    copy it): the OAuth2 application Woodpecker logs in with, and the read-only token Argo
+    CD reads deployments_repo with. See docs: the first run."""
+
+    url: HttpUrl = Field(description="Forgejo's address (browsers, OAuth redirects, clones).")
+    api_url: HttpUrl | None = Field(
+        None,
+        description="Where palplat calls Forgejo's API (<api_url>/api/v1). Default: the "
+        "ClusterIP of the forge release's `expose` Service, which a k3s node reaches "
+        "before the tailnet ingress exists; set it for a cluster palplat does not run on "
+        "(k3s:mode: external).",
+    )
+    admin_secret: DnsLabel | None = Field(
+        None,
+        description="The Secret (keys username, password) in the forge release's namespace "
+        "palplat signs in with. Default: the chart's gitea.admin.existingSecret, else the "
+        "release's values gitea.admin.username and secret_values gitea.admin.password.",
+    )
+    verify_tls: bool = Field(True, description="Check Forgejo's TLS certificate (api_url).")
+    allow_http: bool = Field(
+        False,
+        description="Accept an http:// api_url (the admin's password travels in clear): only "
+        "for a Forgejo on loopback or a network you trust. The default route (the Service's "
+        "ClusterIP) is the chart's plain HTTP, inside the node that calls it.",
+    )
+    woodpecker_oauth: bool = Field(
+        True,
+        description="Make the OAuth2 application Woodpecker logs in with (redirect "
+        "<woodpecker url>/authorize) and keep its client id and secret in the Secret "
+        "palplat-forgejo-oauth of Woodpecker's namespace (WOODPECKER_FORGEJO_CLIENT, "
+        "WOODPECKER_FORGEJO_SECRET: list it in the chart's server.extraSecretNamesForEnvFrom).",
+    )
+    argocd_token: bool = Field(
+        True,
+        description="Make the read-only access token Argo CD reads deployments_repo with, "
+        "kept in the Secret palplat-forgejo-argocd of the forge's namespace (when "
+        "deployments_credentials has no password).",
+    )
 
 
 class ObjectStore(Model):
@@ -236,12 +340,14 @@ class ObjectStore(Model):
 
     endpoint: HttpUrl = Field(description="e.g. http://minio.minio.svc:9000")
     bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+    """Bucket the backups go to."""
     access_key: str | None = Field(
         None,
         description="The S3 access key id: an identifier, not a secret (it appears in the "
         "object store's own configuration and logs); the secret is secret_key.",
     )
     secret_key: Secret | None = None
+    """The S3 secret key (GPG pillar)."""
     release: DnsLabel | None = Field(
         "minio", description="The platform release serving it (checked to be enabled)."
     )
@@ -251,9 +357,16 @@ class ServiceReleases(Model):
     """Names of the platform releases services rely on (keys of platform:releases)."""
 
     tailscale: DnsLabel = "tailscale-operator"
+    """The Tailscale operator (funnel ingresses)."""
     cnpg: DnsLabel = "cnpg"
+    """CloudNativePG (databases)."""
     monitoring: DnsLabel = "kube-prometheus-stack"
+    """kube-prometheus-stack (ServiceMonitors, rules, probes)."""
     argocd: DnsLabel = "argocd"
+    """Argo CD (delivery)."""
+    forge: DnsLabel = Field("forgejo", description="Forgejo (services:defaults:forge).")
+    woodpecker: DnsLabel = Field("woodpecker", description="Woodpecker CI (its OAuth client).")
+    harbor: DnsLabel = Field("harbor", description="Harbor (its generated admin password).")
 
 
 class MonitoringDefaults(Model):
@@ -267,27 +380,44 @@ class MonitoringDefaults(Model):
         "the Service of the platform's prometheus-blackbox-exporter release.",
     )
     module: str = "http_2xx"
+    """The blackbox exporter module public URLs are probed with."""
 
 
 class ServiceDefaults(Model):
+    """What every service shares: registry, GitOps repository, the APIs palplat manages,
+    monitoring, quota.
+    """
+
     registry: str | None = Field(None, description="Registry host images are pushed to.")
-    forge: str | None = None
+    forge: Annotated[ForgeApi | None, BeforeValidator(_forge_url)] = Field(
+        None, description="Forgejo: what palplat makes in it for the other apps (ForgeApi)."
+    )
     deployments_repo: str | None = Field(None, description="The GitOps repository (overlays).")
     deployments_revision: str = "HEAD"
+    """Git revision Argo CD follows."""
     deployments_credentials: RepoCredentials | None = Field(
         None, description="Argo CD's credential for deployments_repo (a repository Secret)."
     )
     overlay: str = Field("overlays/{service}", description="Overlay path; {service}: the name.")
     tailnet_domain: str | None = Field(None, description="e.g. tail0000.ts.net (funnel hosts).")
     image_update_strategy: Literal["semver", "latest", "digest", "name"] = "latest"
+    """argocd-image-updater's update strategy."""
     argocd_project: str = "default"
+    """Argo CD project of the Applications."""
     harbor: HarborApi | None = None
+    """Harbor's API: projects and robots per service."""
     woodpecker: WoodpeckerApi | None = None
+    """Woodpecker's API: repositories and pipeline secrets per service."""
     object_store: ObjectStore | None = None
+    """Where database backups go (an S3 API, e.g. the platform's MinIO)."""
     releases: ServiceReleases = ServiceReleases()
+    """The platform releases services rely on."""
     monitoring: MonitoringDefaults = MonitoringDefaults()
+    """How services are monitored."""
     quota: Resources = Field(default_factory=lambda: dict(DEFAULT_QUOTA))
+    """ResourceQuota of every service namespace (a service's quota is merged over it)."""
     limits: Limits = Limits()
+    """LimitRange of every service namespace (a service's limits replace it)."""
 
 
 class Services(Model):
@@ -297,6 +427,7 @@ class Services(Model):
     __pydantic_extra__: dict[DnsLabel, Service] = Field(init=False)  # type: ignore[assignment]
 
     defaults: ServiceDefaults = ServiceDefaults()
+    """Settings every service shares."""
 
     def items(self) -> list[tuple[str, Service]]:
         return sorted((self.__pydantic_extra__ or {}).items())

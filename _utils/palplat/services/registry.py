@@ -74,6 +74,9 @@ def ensure(ctx: Ctx, spec: Spec, res: ServiceResult) -> dict[str, Robot | None]:
     stored = {
         short: stored_robot(live_secret(ctx, spec, STORED_IN[short]), registry) for short in ROBOTS
     }
+    if "registry" in ctx.waiting:
+        res.wait("registry", ctx.waiting["registry"])
+        return stored  # what the cluster holds stays as it is
     if not (ctx.projects.ok and ctx.robots.ok):
         res.fail("registry", str(ctx.projects.error or ctx.robots.error))
         return stored  # what the cluster holds stays as it is

@@ -55,21 +55,8 @@ class Woodpecker:
 
     def secrets(self, repo_id: int) -> dict[str, dict]:
         """The repository's secrets by name (values are never returned)."""
-        out: dict[str, dict] = {}
-        page = 1
-        while True:
-            items = (
-                self.api.json(
-                    "GET",
-                    f"/repos/{int(repo_id)}/secrets",
-                    params={"page": page, "perPage": PAGE},
-                )
-                or []
-            )
-            out.update({s["name"]: s for s in items})
-            if len(items) < PAGE:
-                return out
-            page += 1
+        items = self.api.paged(f"/repos/{int(repo_id)}/secrets", "perPage", PAGE)
+        return {s["name"]: s for s in items}
 
     def set_secret(self, repo_id: int, name: str, value: str, *, exists: bool) -> None:
         """Create or update a repository secret (``value`` goes only into the body)."""
@@ -81,3 +68,21 @@ class Woodpecker:
 
     def delete_secret(self, repo_id: int, name: str) -> None:
         self.api.request("DELETE", f"/repos/{int(repo_id)}/secrets/{name}", missing_ok=True)
+
+    def pipelines(self, repo_id: int, pages: int = 1) -> list[dict]:
+        """The repository's pipelines, newest first, up to ``pages`` pages (DORA: commit,
+        created, started, finished of each)."""
+        out: list[dict] = []
+        for page in range(1, pages + 1):
+            items = (
+                self.api.json(
+                    "GET",
+                    f"/repos/{int(repo_id)}/pipelines",
+                    params={"page": page, "perPage": PAGE},
+                )
+                or []
+            )
+            out.extend(items)
+            if len(items) < PAGE:
+                break
+        return out
