@@ -1,10 +1,22 @@
-# Example palplat pillar: the platform of shared/examples/seed-platform.sls.
-# Secrets are not here: they live in secrets.sls (GPG-encrypted, rendered by Salt's gpg
-# renderer) and Salt merges both files under the `palplat` key.
-# Editors can validate this file against schema/palplat.schema.json (key: palplat).
+# Example palplat pillar: one GPU host running a small team's platform (~15 Helm releases,
+# six services). For a first host, start from quickstart.sls beside this file.
+#
+# Before you use it:
+#   - tail0000.ts.net is a placeholder for your tailnet's DNS name (Tailscale admin
+#     console: DNS); it is written out wherever a URL needs it. Replace all of them:
+#       sed -i 's/tail0000\.ts\.net/<your-tailnet>.ts.net/g' init.sls secrets.sls
+#   - the SSH key, networks (192.168.1.0/24) and the Telegram chat id are examples too.
+#   - secrets.sls holds what only you can give (GPG-encrypted: make encrypt). Admin
+#     passwords, Woodpecker's Forgejo login and Argo CD's Forgejo token are not there:
+#     palplat makes them on the first run and keeps them in cluster Secrets (`generated`,
+#     services:defaults:forge). The one thing it cannot make, Woodpecker's API token
+#     (it needs a browser login), the first run asks for by name, URL and next step.
+# Salt merges both files under the `palplat` key. Editors can validate this file against
+# schema/palplat.schema.json (key: palplat).
 palplat:
   host:
-    packages: [curl, jq, git, htop, nfs-utils]    # Debian calls nfs-utils nfs-common
+    # a name per OS family where they differ (the plan checks each against the package index)
+    packages: [curl, jq, git, htop, {Debian: nfs-common, RedHat: nfs-utils, Arch: nfs-utils}]
     timezone: America/Los_Angeles
     # The host stage (docs/host.md; palplat additions, not in the seed platform): operator
     # accounts that log in with keys only; sshd then takes no password and no root login,
@@ -16,26 +28,37 @@ palplat:
           - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAII9tKpvm7L3if9tl6l4f16S3E0VMyCmL/yVTNj+p52wd pal@laptop
         sudo: true
     journald: {system_max_use: 2G}
-    # tailscaled on the host, joined with the key in /etc/palplat/tailscale-auth.key
-    # (0600; or host:tailscale:auth_key in secrets.sls): tailscale0 is the tailnet the
-    # firewall trusts and the 100.64.0.0/10 of management:allow_from.
+    # tailscaled on the host (tailscale0 is the tailnet the firewall trusts and the
+    # 100.64.0.0/10 of management:allow_from). It joins with an auth key, which only you
+    # can make (Tailscale admin console: Settings, Keys): put it in
+    # /etc/palplat/tailscale-auth.key (0600) or host:tailscale:auth_key (secrets.sls),
+    # then set enabled: true.
     tailscale:
-      enabled: true
+      enabled: false
       version: 1.76.6
       tags: [tag:k3s]
 
   firewall:
-    # Management access is never blocked by a palplat change; a change that would cut the
-    # session applying it rolls back unless confirmed within confirm_seconds.
+    # Management access is never blocked by a palplat change; a change that narrows it
+    # rolls back unless confirmed within confirm_seconds, and palplat.full confirms only
+    # after a NEW SSH connection from outside the host succeeds (docs/firewall.md).
     management:
       ssh_port: 22
       allow_from: [100.64.0.0/10, 192.168.1.0/24]
     confirm_seconds: 120
-    trusted_interfaces: [tailscale0, cni0, flannel.1]
+    # Only tailscale0 is trusted (the k3s profile adds it). The seed platform also trusted
+    # cni0 and flannel.1, which let every pod reach sshd and etcd: here pods reach the
+    # host only where a rule lets them. The k3s profile opens the API (6443), the kubelet
+    # (10250), etcd (2379-2380) and flannel VXLAN (udp 8472) only to the cluster's nodes
+    # (@cluster: cluster_nodes below) and, for the API and the kubelet, to this node's pods
+    # (@pods: k3s's cluster-cidr); the seed's k3s-api, kubelet and flannel-vxlan rules are
+    # that profile. etcd and VXLAN open to everyone would be refused (docs/firewall.md).
+    trusted_interfaces: [tailscale0]
+    cluster_nodes: [192.168.1.0/24]     # where the k3s servers and agents live
     allow:
-      - {name: k3s-api, proto: tcp, ports: [6443], from: [100.64.0.0/10]}
-      - {name: kubelet, proto: tcp, ports: [10250], from: [100.64.0.0/10]}
-      - {name: flannel-vxlan, proto: udp, ports: [8472], from: [192.168.1.0/24]}
+      # kube-prometheus-stack's node exporter (host network, port 9100), scraped by the
+      # Prometheus pod
+      - {name: node-exporter, proto: tcp, ports: [9100], from: ["@pods"]}
       - {name: web, proto: tcp, ports: [80, 443]}
     default_policy: drop
 
@@ -43,7 +66,10 @@ palplat:
     version: v1.33.5+k3s1
     config:
       disable: [traefik, servicelb]
-      write-kubeconfig-mode: "0640"
+      # Secrets encrypted at rest in the datastore (k3s's AES-CBC key under the server's
+      # data dir): palplat's decrypted pillar values end up in Kubernetes Secrets
+      secrets-encryption: true
+      write-kubeconfig-mode: "0600"   # the admin kubeconfig: root only (the seed had 0640)
       flannel-backend: vxlan
       kubelet-arg: ["max-pods=150"]
     registries:
@@ -110,7 +136,9 @@ palplat:
                   actions: ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"]
           resources: {requests: {memory: 1Gi}}    # the chart asks for 16Gi
           environment: {MINIO_BROWSER_REDIRECT_URL: "https://minio.tail0000.ts.net"}
-        expose: {service: minio-console, port: 9001, url: "https://minio.tail0000.ts.net", funnel: true}
+        # the object store's admin console: on the tailnet only, never on the internet
+        # through Funnel (the seed platform had funnel: true)
+        expose: {service: minio-console, port: 9001, url: "https://minio.tail0000.ts.net", funnel: false}
       kube-prometheus-stack:
         namespace: monitoring
         chart: {repo: https://prometheus-community.github.io/helm-charts, name: kube-prometheus-stack, version: 65.1.0}
@@ -126,11 +154,30 @@ palplat:
           alertmanager:
             config:
               route: {receiver: telegram}
-              receivers: [{name: telegram, telegram_configs: [{chat_id: 123456789}]}]
+              receivers:
+                # the bot token is a file from the Secret palplat makes (secrets.sls), not a
+                # value: the receivers list stays in plain values, nothing secret in it
+                - name: telegram
+                  telegram_configs:
+                    - {chat_id: 123456789, bot_token_file: /etc/alertmanager/secrets/alertmanager-telegram/bot_token}
+            alertmanagerSpec:
+              secrets: [alertmanager-telegram]   # mounted at /etc/alertmanager/secrets/<name>/
           grafana:
+            admin: {existingSecret: grafana-admin}   # generated below: user admin, a random password
             grafana.ini: {server: {root_url: "https://grafana.tail0000.ts.net"}}
+          # palplat's DORA metrics (docs/dora.md): the node exporter reads the textfile
+          # directory palplat writes on the host (its root is mounted at /host/root); the
+          # chart's two default arguments are kept (a list replaces the chart's)
+          prometheus-node-exporter:
+            extraArgs:
+              - --collector.filesystem.mount-points-exclude=^/(dev|proc|sys|var/lib/docker/.+|var/lib/kubelet/.+)($|/)
+              - --collector.filesystem.fs-types-exclude=^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$
+              - --collector.textfile.directory=/host/root/var/lib/prometheus/node-exporter
             additionalDataSources:
               - {name: Loki, type: loki, access: proxy, url: "http://loki-gateway.monitoring.svc.cluster.local"}
+        # palplat makes these once and keeps them (kubectl -n monitoring get secret grafana-admin)
+        generated:
+          grafana-admin: {admin-user: admin, admin-password: {random: 32}}
         expose: {service: kube-prometheus-stack-grafana, port: 80, url: "https://grafana.tail0000.ts.net", funnel: true}
       loki:
         namespace: monitoring
@@ -175,10 +222,15 @@ palplat:
         chart: {oci: oci://code.forgejo.org/forgejo-helm/forgejo, version: 10.0.0}
         # nightly to MinIO (services:defaults:object_store), kept 30 days
         database: {instances: 1, size: 10Gi, backup: {schedule: "0 30 2 * * *", retention: 30d}}
+        # Forgejo's admin: palplat signs in as it to make Woodpecker's OAuth application and
+        # Argo CD's token (services:defaults:forge)
+        generated:
+          forgejo-admin: {username: forgejo-admin, password: {random: 32}}
         values:
           postgresql-ha: {enabled: false}           # the CNPG cluster instead
           redis-cluster: {enabled: false}
           gitea:
+            admin: {existingSecret: forgejo-admin, email: "forgejo-admin@tail0000.ts.net"}
             config:
               server: {DOMAIN: forgejo.tail0000.ts.net, ROOT_URL: "https://forgejo.tail0000.ts.net/"}
               database: {DB_TYPE: postgres, HOST: "forgejo-db-rw:5432", NAME: app, SSL_MODE: require}
@@ -200,18 +252,29 @@ palplat:
               WOODPECKER_HOST: "https://woodpecker.tail0000.ts.net"
               WOODPECKER_FORGEJO: "true"
               WOODPECKER_FORGEJO_URL: "https://forgejo.tail0000.ts.net"
+              WOODPECKER_ADMIN: forgejo-admin             # Forgejo's admin (generated above)
               WOODPECKER_DATABASE_DRIVER: postgres
               # the connection URI from the Secret CNPG makes, mounted below
               WOODPECKER_DATABASE_DATASOURCE_FILE: /etc/woodpecker/database/uri
+            # the chart's own Secret, and the OAuth client palplat makes in Forgejo
+            # (WOODPECKER_FORGEJO_CLIENT, WOODPECKER_FORGEJO_SECRET)
+            extraSecretNamesForEnvFrom: [woodpecker-secret, palplat-forgejo-oauth]
             extraVolumes: [{name: database, secret: {secretName: woodpecker-db-app}}]
             extraVolumeMounts: [{name: database, mountPath: /etc/woodpecker/database, readOnly: true}]
         expose: {service: woodpecker-server, port: 80, url: "https://woodpecker.tail0000.ts.net", funnel: true}
       harbor:
         namespace: harbor
         chart: {repo: https://helm.goharbor.io, name: harbor, version: 1.15.1}
+        # the admin password and the encryption key, made once (the services stage signs in
+        # to Harbor with the admin password from there)
+        generated:
+          harbor-admin: {HARBOR_ADMIN_PASSWORD: {random: 32}}
+          harbor-secret-key: {secretKey: {random: 16}}
         values:
           expose: {type: clusterIP, tls: {enabled: false}}    # TLS ends at the Tailscale ingress
           externalURL: "https://harbor.tail0000.ts.net"
+          existingSecretAdminPassword: harbor-admin
+          existingSecretSecretKey: harbor-secret-key
         expose: {service: harbor, port: 80, url: "https://harbor.tail0000.ts.net", funnel: true}
       keycloak:
         namespace: keycloak
@@ -232,8 +295,8 @@ palplat:
         namespace: argocd
         chart: {repo: https://argoproj.github.io/argo-helm, name: argo-cd, version: 7.6.8}
         # the services' GitOps repository credential is a repository Secret the services
-        # stage makes (services:defaults:deployments_credentials), not chart values: one
-        # credential, one owner
+        # stage makes (a read-only Forgejo token palplat makes: services:defaults:forge),
+        # not chart values: one credential, one owner
       argocd-image-updater:
         namespace: argocd
         needs: [argocd, harbor]
@@ -261,13 +324,18 @@ palplat:
   services:
     defaults:
       registry: harbor.tail0000.ts.net
-      forge: https://forgejo.tail0000.ts.net
+      # Forgejo (release forgejo): in the platform stage palplat signs in as its admin and
+      # makes Woodpecker's OAuth application and Argo CD's read-only token for
+      # deployments_repo, kept in cluster Secrets (docs: the first run)
+      forge: {url: https://forgejo.tail0000.ts.net}
       deployments_repo: https://forgejo.tail0000.ts.net/pal-e/pal-e-deployments.git
-      deployments_credentials: {username: argocd}       # password: secrets.sls
       overlay: "overlays/{service}"                      # kustomize overlay per service
       tailnet_domain: tail0000.ts.net                    # funnel host: <name>.<tailnet_domain>
-      harbor: {url: https://harbor.tail0000.ts.net, username: admin}       # password: secrets.sls
-      woodpecker: {url: https://woodpecker.tail0000.ts.net}                # token: secrets.sls
+      # admin password: the one palplat generated for the harbor release (harbor-admin)
+      harbor: {url: https://harbor.tail0000.ts.net, username: admin}
+      # token: only you can make it (a browser login); until it is in secrets.sls the
+      # services' CI waits for you and the run says where to make it
+      woodpecker: {url: https://woodpecker.tail0000.ts.net}
       # MinIO's backup user (its release's users; secret key: secrets.sls)
       object_store: {endpoint: "http://minio.minio.svc:9000", bucket: cnpg-backups, release: minio, access_key: cnpg-backup}
     pal-e-docs:

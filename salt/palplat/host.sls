@@ -9,6 +9,10 @@
     palplat:host:manage: false (the sandbox) leaves the machine alone. -#}
 {%- set s = salt['palplat_host.settings']() %}
 {%- set done = [] %}
+{#- Salt's ssh_auth needs its ssh module, which loads only once the ssh client is there:
+    on a host without OpenSSH the packages state installs it (and reloads the modules), so
+    the plan (test=True, nothing installed) shows the keys as a pending change instead #}
+{%- set keys_planned = opts.get('test') and 'ssh.auth_keys' not in salt %}
 
 palplat-host-valid:
   palplat_config.validated
@@ -23,6 +27,9 @@ palplat-host-checked:
 palplat-host-packages:
   pkg.installed:
     - pkgs: {{ s.packages | json }}
+{%- if s.reload_modules %}
+    - reload_modules: True
+{%- endif %}
     - require:
       - palplat_host: palplat-host-checked
 {%- do done.append({'pkg': 'palplat-host-packages'}) %}
@@ -57,13 +64,26 @@ palplat-host-user-{{ name }}:
       - pkg: palplat-host-packages
 {%- endif %}
 
+{%- if keys_planned %}
+
+palplat-host-keys-{{ name }}:
+  palplat_host.keys_planned:
+    - user: {{ name }}
+    - ssh_keys: {{ u.ssh_keys | json }}
+    - require:
+      - user: palplat-host-user-{{ name }}
+{%- set keys_mod = 'palplat_host' %}
+{%- else %}
+
 palplat-host-keys-{{ name }}:
   ssh_auth.manage:
     - user: {{ name }}
     - ssh_keys: {{ u.ssh_keys | json }}
     - require:
       - user: palplat-host-user-{{ name }}
-{%- do done.append({'ssh_auth': 'palplat-host-keys-' ~ name}) %}
+{%- set keys_mod = 'ssh_auth' %}
+{%- endif %}
+{%- do done.append({keys_mod: 'palplat-host-keys-' ~ name}) %}
 {%- if u.sudoers %}
 
 palplat-host-sudo-{{ name }}:
@@ -92,7 +112,7 @@ palplat-host-sshd-config:
     - require:
       - palplat_host: palplat-host-checked
 {%- for name in s.users | sort %}
-      - ssh_auth: palplat-host-keys-{{ name }}
+      - {{ 'palplat_host' if keys_planned else 'ssh_auth' }}: palplat-host-keys-{{ name }}
 {%- endfor %}
 
 palplat-host-sshd:
