@@ -1,8 +1,8 @@
-"""ci/plan.sh against a local fake of the Forgejo/Gitea issue-comments API: it posts the
-plan as exactly one comment and updates that comment on the next push.
+"""palplat-ci (palplat/pipeline.py, the installed CI command) against a local fake of the
+Forgejo/Gitea issue-comments API: it posts the plan as exactly one comment and updates
+that comment on the next push; a plan that fails without Markdown is posted as errors.
 
-No Forgejo API document is in ../shared/reference, so the fake checks the request shapes
-ci/plan.sh documents (from Forgejo's swagger, /api/v1): GET and POST
+The fake checks the request shapes of Forgejo's swagger (/api/v1): GET and POST
 /repos/{owner}/{repo}/issues/{index}/comments, PATCH /repos/{owner}/{repo}/issues/comments/{id},
 JSON bodies {"body": string}, header ``Authorization: token <token>``.
 """
@@ -14,6 +14,7 @@ import os
 import re
 import stat
 import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -109,10 +110,12 @@ def forge():
 
 
 def fake_salt_run(tmp_path, text, code):
-    """A stand-in `salt-run` that writes the plan Markdown to path= and exits `code`."""
+    """A stand-in `salt-run` that writes the plan Markdown to path= and exits `code`, and
+    records its argv (pillarenv=pr-7 source=<the checkout>)."""
     script = tmp_path / f"salt-run-{code}"
     script.write_text(
         "#!/usr/bin/env python3\nimport sys\n"
+        f"open({str(tmp_path / 'argv')!r}, 'w').write(' '.join(sys.argv[1:]))\n"
         "path = [a.split('=', 1)[1] for a in sys.argv if a.startswith('path=')][0]\n"
         f"open(path, 'w').write({text!r})\nsys.exit({code})\n"
     )
@@ -120,28 +123,43 @@ def fake_salt_run(tmp_path, text, code):
     return str(script)
 
 
-def run_plan(forge, salt_run):
-    env = dict(
+def ci(*args, **env):
+    full = dict(
         os.environ,
-        SALT_RUN=salt_run,
-        FORGE_TOKEN=TOKEN,
-        CI_FORGE_URL=forge.url,
+        PYTHONPATH=str(REPO / "_utils"),
+        CI_FORGE_URL=env.pop("forge").url,
         CI_REPO="o/pillar",
         CI_COMMIT_PULL_REQUEST="7",
+        PALPLAT_CI_ALLOW_HTTP="1",  # the fake forge is plain http on loopback
+        **env,
     )
     return subprocess.run(
-        ["bash", str(REPO / "ci/plan.sh"), "plan"], env=env, capture_output=True, text=True,
-        timeout=60,
+        [sys.executable, "-m", "palplat.pipeline", *args],
+        env=full, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
+
+
+def run_plan(forge, salt_run, tmp_path=None):
+    out = (tmp_path or REPO) / "plan.md" if tmp_path else None
+    planned = ci("plan", "--pillar", str(REPO / "pillar"), "--out", str(out), forge=forge,
+                 SALT_RUN=salt_run)  # fmt: skip
+    if planned.returncode not in (0, 2) and not out.exists():
+        return planned
+    posted = ci("comment", str(out), forge=forge, FORGE_TOKEN=TOKEN)
+    assert posted.returncode == 0, posted.stdout + posted.stderr
+    planned.stdout += posted.stdout
+    return planned
 
 
 def test_plan_posts_one_comment_then_updates_it(forge, tmp_path):
     first = "<!-- palplat-plan -->\n## palplat plan: changes\n\none change\n"
-    r = run_plan(forge, fake_salt_run(tmp_path, first, 2))
+    r = run_plan(forge, fake_salt_run(tmp_path, first, 2), tmp_path)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "posted comment" in r.stdout and len(forge.comments) == 1
+    argv = (tmp_path / "argv").read_text()
+    assert f"pillarenv=pr-7 source={REPO / 'pillar'}" in argv
     second = "<!-- palplat-plan -->\n## palplat plan: no changes\n"
-    r = run_plan(forge, fake_salt_run(tmp_path, second, 0))
+    r = run_plan(forge, fake_salt_run(tmp_path, second, 0), tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "updated comment" in r.stdout
     assert [c["body"] for c in forge.comments.values()] == [second]
@@ -154,7 +172,19 @@ def test_plan_error_without_markdown_is_posted_as_an_error(forge, tmp_path):
     script = tmp_path / "salt-run"
     script.write_text("#!/bin/sh\necho 'Salt request timed out' >&2\nexit 1\n")
     script.chmod(0o755)
-    r = run_plan(forge, str(script))
+    r = run_plan(forge, str(script), tmp_path)
     assert r.returncode == 1
     (c,) = forge.comments.values()
     assert "palplat plan: errors" in c["body"] and "timed out" in c["body"]
+
+
+def test_the_forge_token_is_refused_over_plain_http(forge, tmp_path):
+    (tmp_path / "plan.md").write_text("<!-- palplat-plan -->\nx\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO / "_utils"), CI_FORGE_URL=forge.url,
+               CI_REPO="o/pillar", FORGE_TOKEN=TOKEN)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "palplat.pipeline", "comment", str(tmp_path / "plan.md"),
+         "--pr", "7"], env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode != 0 and "not https" in r.stderr
+    assert forge.requests == []

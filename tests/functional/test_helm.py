@@ -494,6 +494,7 @@ def salt_states(kubeconfig, helm_bin, helm_env, tmp_path, rec, monkeypatch):
 
     monkeypatch.setattr(proc.subprocess, "run", recording)
     opts = salt.config.minion_config(None)
+    opts["palplat_plaintext_secrets"] = True  # test pillars hold plain text
     opts.update(
         {
             "file_client": "local",

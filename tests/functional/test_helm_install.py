@@ -128,6 +128,7 @@ def test_state_through_salt_loader(tmp_path, release_server):
         }
     }
     opts = salt.config.minion_config(None)
+    opts["palplat_plaintext_secrets"] = True  # test pillars hold plain text
     opts.update(
         {
             "file_client": "local",

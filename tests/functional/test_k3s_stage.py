@@ -8,6 +8,7 @@ them make a cluster on this host.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -61,6 +62,7 @@ class Minion:
         self.k3s: dict = {}
         self.set_pillar()
         opts = salt.config.minion_config(None)
+        opts["palplat_plaintext_secrets"] = True  # test pillars hold plain text
         opts.update(
             id=name,
             root_dir=str(self.root),
@@ -287,9 +289,12 @@ def test_join_agent_drain_and_ordered_upgrade(cluster, releases):
     ok(srv.sls())
     url = srv.fs("/var/lib/rancher/k3s/server/supervisor-url").read_text().strip()
 
-    # a wrong token is detected before anything is written or started
+    # a wrong token is detected before anything is written or started (a full token: its
+    # CA hash is checked first, then the secret over TLS pinned to that CA)
+    ca = srv.fs("/var/lib/rancher/k3s/server/controlplane/pki/ca.crt").read_bytes()
+    ca_hash = hashlib.sha256(ca).hexdigest()
     ag = cluster("worker1")
-    ag.set_pillar(role="agent", server_url=url, token="nope-" + uuid.uuid4().hex)
+    ag.set_pillar(role="agent", server_url=url, token=f"K10{ca_hash}::node:nope-{uuid.uuid4().hex}")
     rets = ag.sls()
     assert rets["installed"]["result"] is True
     assert rets["configured"]["result"] is False
@@ -351,13 +356,28 @@ def test_join_agent_drain_and_ordered_upgrade(cluster, releases):
             return out
         return getattr(m.loaders.modules.palplat_k3s, fun.split(".", 1)[1])(*args, **kwargs)
 
+    # like kubectl drain: a pod no controller recreates is not evicted without the
+    # pillar's consent; the upgrade stops at the drain, the agent keeps its version and
+    # the pod runs on (the server was upgraded already: servers go first)
+    with pytest.raises(k3s_upgrade.UpgradeError, match="drain worker1 refused") as exc:
+        k3s_upgrade.execute(the_plan, call, timeout=120)
+    assert "default/web" in str(exc.value) and "palplat:k3s:drain:force" in str(exc.value)
+    assert ag.loaders.modules.palplat_k3s.version() == V1
+    assert "web" in [p.metadata.name for p in core.list_namespaced_pod("default").items]
+    srv.loaders.modules.palplat_k3s.uncordon("worker1")  # what the operator does after
+    ag.set_pillar(role="agent", server_url=url, version=V2, drain={"force": True})
+    statuses = {n: m.loaders.modules.palplat_k3s.status() for n, m in minions.items()}
+    the_plan = k3s_upgrade.plan(statuses)
+    assert the_plan["steps"] == [
+        {"minion": "worker1", "node": "worker1", "role": "agent", "from": V1, "to": V2,
+         "drain": {"force": True, "delete_emptydir_data": False}},
+    ]  # fmt: skip
+    seen.clear()
     t0 = time.monotonic()
     done = k3s_upgrade.execute(the_plan, call, timeout=120)
     print(f"\nordered upgrade of 1 server + 1 agent: {time.monotonic() - t0:.1f}s")
     assert all(d["ok"] for d in done)
     assert seen == [
-        ("cp1", "state.sls", "palplat.k3s"),
-        ("cp1", "palplat_k3s.node_ready", "cp1"),
         ("cp1", "palplat_k3s.cordon", "worker1"),
         ("cp1", "palplat_k3s.drain", "worker1"),
         ("worker1", "state.sls", "palplat.k3s"),

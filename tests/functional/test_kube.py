@@ -615,6 +615,7 @@ def loaders(kubeconfig, tmp_path_factory):
     for d in ("srv", "pillar"):
         (root / d).mkdir()
     opts = salt.config.minion_config(None)
+    opts["palplat_plaintext_secrets"] = True  # test pillars hold plain text
     opts.update(
         id="kube-functional",
         root_dir=str(root),

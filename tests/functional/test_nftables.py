@@ -14,15 +14,30 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from palplat import config, nft
 from palplat.errors import PalplatError, PillarError
+from palplat.nft import probe
+from tests.support.netpair import (
+    API,
+    CLIENT_IP,
+    CLIENT_IP6,
+    DEBIAN_MAIN,
+    FOREIGN,
+    HOST_IP,
+    HOST_IP6,
+    KUBELET,
+    OTHER,
+    SSH,
+    UNIT,
+    WEB,
+    Pair,
+    sh,
+)
 from tests.support.saltenv import CHECKOUT_DIRS, REPO
 
 pytestmark = [
@@ -32,105 +47,6 @@ pytestmark = [
         reason="needs root, nft and ip (apt-get install -y nftables iproute2)",
     ),
 ]
-
-HOST_IP, CLIENT_IP = "10.77.0.1", "10.77.0.2"
-SSH, WEB, OTHER = 2222, 8080, 9090
-API, KUBELET = 6443, 10250
-
-LISTENER = textwrap.dedent(
-    """
-    import selectors, socket, sys
-    sel = selectors.DefaultSelector()
-    for p in sys.argv[1:]:
-        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", int(p))); s.listen(64); s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ)
-    print("ready", flush=True)
-    while True:
-        for key, _ in sel.select():
-            try:
-                c, _ = key.fileobj.accept(); c.close()
-            except OSError:
-                pass
-    """
-)
-
-PROBE = textwrap.dedent(
-    """
-    import json, socket, sys, threading
-    host, ports, out = sys.argv[1], [int(p) for p in sys.argv[2:]], {}
-    def probe(p):
-        s = socket.socket(); s.settimeout(0.8)
-        try:
-            s.connect((host, p)); out[p] = True
-        except OSError:
-            out[p] = False
-        finally:
-            s.close()
-    ts = [threading.Thread(target=probe, args=(p,)) for p in ports]
-    [t.start() for t in ts]; [t.join() for t in ts]
-    print(json.dumps(out))
-    """
-)
-
-UNIT = "[Unit]\nDescription=nftables\n[Service]\nType=oneshot\nExecStart=/usr/sbin/nft -f /etc/nftables.conf\n[Install]\nWantedBy=sysinit.target\n"  # noqa: E501
-DEBIAN_MAIN = "#!/usr/sbin/nft -f\n\nflush ruleset\n\ntable inet filter {\n\tchain input {\n\t\ttype filter hook input priority filter;\n\t}\n}\n"  # noqa: E501
-
-FOREIGN = """
-table ip k3s_fake {
-    chain KUBE-INPUT {
-        type filter hook input priority 10; policy accept; tcp dport 1 counter accept;
-    }
-}
-table inet flannel_fake {
-    set nodes { type ipv4_addr; elements = { 10.42.0.1, 10.42.1.1 }; }
-    chain FLANNEL-FWD {
-        type filter hook forward priority 0; policy accept; ip saddr @nodes accept;
-    }
-}
-"""
-
-
-def sh(*argv, check=True, **kw):
-    return subprocess.run(argv, capture_output=True, text=True, check=check, **kw)
-
-
-class Pair:
-    def __init__(self, tmp: Path):
-        tag = uuid.uuid4().hex[:6]
-        self.host, self.client = f"pp-{tag}-h", f"pp-{tag}-c"
-        self.tmp = tmp
-        self.listener = None
-        sh("ip", "netns", "add", self.host)
-        sh("ip", "netns", "add", self.client)
-        va, vb = f"pv{tag}a", f"pv{tag}b"
-        sh("ip", "link", "add", va, "netns", self.host, "type", "veth", "peer", "name", vb,
-           "netns", self.client)  # fmt: skip
-        for ns, dev, ip in ((self.host, va, HOST_IP), (self.client, vb, CLIENT_IP)):
-            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        self.listener = subprocess.Popen(
-            ["ip", "netns", "exec", self.host, sys.executable, "-c", LISTENER,
-             str(SSH), str(WEB), str(OTHER), str(API), str(KUBELET)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        assert self.listener.stdout.readline().strip() == "ready"
-
-    def reach(self, *ports: int) -> dict[int, bool]:
-        out = sh("ip", "netns", "exec", self.client, sys.executable, "-c", PROBE, HOST_IP,
-                 *map(str, ports)).stdout  # fmt: skip
-        return {int(k): v for k, v in json.loads(out).items()}
-
-    def nft(self, *args, check=True):
-        return sh("ip", "netns", "exec", self.host, "nft", *args, check=check)
-
-    def close(self):
-        if self.listener is not None:
-            self.listener.kill()
-            self.listener.wait()
-        for ns in (self.host, self.client):
-            sh("ip", "netns", "del", ns, check=False)
 
 
 @pytest.fixture
@@ -296,7 +212,15 @@ def test_k3s_profile_opens_the_role_ports(pair, role, api):
     )
     plan = converge(p)
     assert {"kubelet", "flannel-vxlan", "trusted:tailscale0"} <= set(plan.changes["rules"])
+    # the client is no node of the cluster: the cluster ports are closed to it (they used
+    # to be open to everyone)
+    assert pair.reach(API, KUBELET, WEB) == {API: False, KUBELET: False, WEB: False}
+    assert nft.plan(config.load(p)).changes == {}
+    # listed among the cluster's nodes, it reaches what its role opens (IPv4 and IPv6)
+    p["palplat"]["firewall"]["cluster_nodes"] = [f"{CLIENT_IP}/32", f"{CLIENT_IP6}/128"]
+    converge(p)
     assert pair.reach(API, KUBELET, WEB) == {API: api, KUBELET: True, WEB: False}
+    assert pair.reach6(API, KUBELET) == {API: api, KUBELET: True}
     assert nft.plan(config.load(p)).changes == {}
 
 
@@ -332,6 +256,109 @@ def test_unconfirmed_risky_change_rolls_back_on_time(pair):
     assert nft.Nft(pair.host).live("palplat").key() == nft.desired(config.load(p)).key()
     with pytest.raises(PalplatError, match="rolled back"):
         nft.confirm(fw, paths)
+
+
+def probe_from_client(pair: Pair, fw) -> dict:
+    """What the orchestrated confirm does (runner palplat_nftables): new connections to
+    the SSH port from the client namespace (the operator's machine) to each address of
+    the host namespace."""
+    info = nft.probe_info(config.load(pair.pillar_now))
+    assert info["addresses"] == [HOST_IP, HOST_IP6], info
+    ts = probe.targets(info["addresses"], info["ssh_ports"])
+    return {"master": probe.probe(ts, lambda t: probe.connect_in(pair.client, t.addr, t.port, 2))}
+
+
+def wait_rolled_back(paths, started: float, limit: float = 25) -> float:
+    while nft.pending(paths) is not None and time.monotonic() - started < limit:
+        time.sleep(0.25)
+    return time.monotonic() - started
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "cut",
+    [
+        pytest.param(["10.99.0.0/24", "fd99::/64"], id="ipv4-and-ipv6"),
+        pytest.param([f"{CLIENT_IP}/32"], id="ipv4-only-allow_from-drops-ipv6"),
+    ],
+)
+def test_a_change_that_drops_ssh_is_applied_not_confirmed_and_rolled_back(pair, cut):
+    """The operator's SSH over IPv4 and IPv6 works; a change cuts it (both families, or
+    only IPv6 when allow_from lists only IPv4 networks). It is applied commit-confirmed,
+    the probe from outside (the client namespace) finds a path that worked before and
+    fails now, so nothing confirms it, and the timer restores the previous table."""
+    both = [f"{CLIENT_IP}/32", f"{CLIENT_IP6}/128"]
+    p = pillar(pair, management={"ssh_port": SSH, "salt_ports": [], "allow_from": both})
+    pair.pillar_now = p
+    converge(p)
+    fw = config.load(p).firewall
+    paths = nft.Paths.of(fw)
+    nft.confirm(fw, paths)
+    good = nft.Nft(pair.host).live("palplat").key()
+    assert pair.reach(SSH) == {SSH: True} and pair.reach6(SSH) == {SSH: True}
+
+    baseline = probe_from_client(pair, fw)
+    assert all(r["ok"] and not r["local"] for r in baseline["master"].values()), baseline
+    bad = copy.deepcopy(p)
+    bad["palplat"]["firewall"]["management"]["allow_from"] = cut
+    pair.pillar_now = bad
+    plan = nft.plan(config.load(bad))
+    assert plan.risky_ports == [SSH]  # some source loses SSH: commit-confirmed
+    started = time.monotonic()
+    nft.apply(plan)
+    assert pair.reach6(SSH) == {SSH: False}
+    assert pair.reach(SSH) == {SSH: len(cut) == 1}
+    decision = probe.decide(probe_from_client(pair, fw), baseline)
+    assert not decision.confirm and f"[{HOST_IP6}]:{SSH} from master" in decision.lost
+    assert "NOT confirmed" in probe.by_hand("host1", nft.probe_info(config.load(bad)))
+
+    took = wait_rolled_back(paths, started)
+    assert nft.pending(paths) is None, "the rollback did not run"
+    assert 9 <= took <= 15, took
+    print(f"\n[nft] unconfirmed change ({'+'.join(cut)}) rolled back after {took:.1f}s")
+    assert nft.last_outcome(paths)["outcome"] == "rolled back"
+    assert pair.reach(SSH) == {SSH: True} and pair.reach6(SSH) == {SSH: True}
+    assert nft.Nft(pair.host).live("palplat").key() == good
+
+
+@pytest.mark.slow
+def test_a_confirm_or_rollback_between_plan_and_apply_arms_no_empty_restore(pair):
+    """The plan of change B sees change A pending (an earlier palplat then armed an empty
+    restore script, meaning "keep A's"); A is confirmed before B's apply. B's rollback must
+    restore the live table (A), read under the lock, and does."""
+    p = pillar(pair)
+    converge(p)  # A: risky from the open namespace, pending
+    fw = config.load(p).firewall
+    paths = nft.Paths.of(fw)
+    table_a = nft.Nft(pair.host).live("palplat").key()
+    p2 = copy.deepcopy(p)
+    p2["palplat"]["firewall"]["management"]["allow_from"] = ["10.99.0.0/24"]
+    plan_b = nft.plan(config.load(p2))
+    assert plan_b.pending is not None and plan_b.risky_ports == [SSH]
+    assert nft.confirm(fw, paths)["confirmed"] is True  # between B's plan and its apply
+    started = time.monotonic()
+    nft.apply(plan_b)
+    rec = nft.pending(paths)
+    with open(rec["restore_script"]) as fh:
+        script = fh.read()
+    assert "delete table inet palplat" in script and "mgmt:ssh" in script, script
+    assert pair.reach(SSH) == {SSH: False}
+    wait_rolled_back(paths, started)
+    assert nft.last_outcome(paths)["outcome"] == "rolled back"
+    live = nft.Nft(pair.host).live("palplat")
+    assert live is not None and live.key() == table_a  # A, not an empty or missing table
+    assert pair.reach(SSH, WEB) == {SSH: True, WEB: True}
+
+
+def test_the_benchmark_runs_with_few_rules():
+    """benchmarks/nftables_bench.py once indexed rule 1234 whatever --rules said."""
+    res = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks/nftables_bench.py"), "--rules", "12",
+         "--elements", "40"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "one-rule change: plan" in res.stdout and "summary: first apply" in res.stdout
 
 
 # ------------------------------------------------------------------------ real Salt

@@ -51,6 +51,7 @@ class Minion:
         (base / "pillar" / "top.sls").write_text("base:\n  '*':\n    - palplat\n")
         self.set_pillar({}, reload=False)
         opts = salt.config.minion_config(None)
+        opts["palplat_plaintext_secrets"] = True  # test pillars hold plain text
         opts.update(
             id=name,
             root_dir=str(base),
@@ -154,6 +155,14 @@ def test_driver_and_toolkit_states_in_test_mode(pkg_minion, signing_key):
     assert st["gpus"][0]["model"] == trees.REF_MODEL and st["nvidia_smi"] == "not found"
     assert "cluster" in st  # no cluster here: reported, not raised
     before = apt_files()
+    # auto: the loaded driver did not come from Debian's package (real pkg.version): alone
+    drv = pkg_minion.state("driver", "nvidia-driver", test=True)
+    assert drv["result"] is True and drv["changes"] == {}, drv
+    assert "not installed from nvidia-open-kernel-dkms" in drv["comment"]
+    assert "palplat leaves it alone" in drv["comment"]
+    # palplat owns the driver: Salt's real pkgrepo/pkg states plan the packages
+    gpu["driver_managed"] = "palplat"
+    pkg_minion.set_pillar({"gpu": gpu})
     drv = pkg_minion.state("driver", "nvidia-driver", test=True)
     assert drv["result"] is None, drv
     assert set(drv["changes"]) == {"debian-non-free", "nvidia-driver"}
@@ -178,12 +187,17 @@ def test_driver_and_toolkit_states_in_test_mode(pkg_minion, signing_key):
     )
 
 
+AGENT = {"mode": "install", "role": "agent", "server_url": "https://10.0.0.1:6443",
+         "token": "t0k3n-agent"}  # fmt: skip
+
+
 @pytest.mark.salt
 @pytest.mark.parametrize("test", [True, False])
 def test_gpu_sls_on_a_node_without_a_gpu_does_nothing(tmp_path, test):
+    """An agent without a GPU: every state of the GPU stage has nothing to do."""
     m = Minion(tmp_path, "no-gpu")
     trees.pci_device(m.node, "0000:00:02.0", vendor="0x1af4", cls="0x030000")
-    m.set_pillar({"gpu": {"root": str(m.node)}, "k3s": {"mode": "external"}})
+    m.set_pillar({"gpu": {"root": str(m.node)}, "k3s": AGENT})
     rets = m.sls(test=test)
     assert set(rets) == {"valid", "driver", "toolkit", "runtime", "node-label"} | {
         "device-plugin",
@@ -192,7 +206,24 @@ def test_gpu_sls_on_a_node_without_a_gpu_does_nothing(tmp_path, test):
     for sid, r in rets.items():
         assert r["result"] is True and r["changes"] == {}, (sid, r)
         if sid != "valid":
-            assert "nothing to do on this node" in r["comment"]
+            assert "nothing to do on this node" in r["comment"], (sid, r)
+
+
+@pytest.mark.salt
+def test_gpu_sls_plan_on_the_holder_without_a_gpu_keeps_the_cluster_objects(tmp_path):
+    """The minion that holds the cluster converges its RuntimeClass and device plugin
+    release whether or not it has a GPU itself (docs/k3s.md): before the cluster is up the
+    plan says it will check them, and nothing on the node is touched."""
+    m = Minion(tmp_path, "no-gpu-holder")
+    trees.pci_device(m.node, "0000:00:02.0", vendor="0x1af4", cls="0x030000")
+    m.set_pillar({"gpu": {"root": str(m.node)}, "k3s": {"mode": "external"}})
+    rets = m.sls(test=True)
+    for sid in ("driver", "toolkit", "node-label"):
+        assert rets[sid]["changes"] == {} and "nothing to do on this node" in rets[sid]["comment"]
+    rt = rets["runtime"]
+    assert rt["changes"] == {} and rt["result"] is True, rt
+    assert "would check the nvidia RuntimeClass once the cluster is up" in rt["comment"]
+    assert "in place" not in rt["comment"], rt
 
 
 # ----------------------------------------------------------- against the API server
@@ -406,7 +437,12 @@ def test_gpu_sls_plan_on_a_gpu_node(
     url, fpr = signing_key
     m.set_pillar(
         cp_pillar(
-            m, kubeconfig, node, namespace, toolkit_repo={"key_url": url, "key_fingerprint": fpr}
+            m,
+            kubeconfig,
+            node,
+            namespace,
+            toolkit_repo={"key_url": url, "key_fingerprint": fpr},
+            driver_managed="palplat",  # the driver's packages through real apt, as a plan
         )
     )
     before = apt_files()

@@ -59,6 +59,7 @@ KNOWN_SECRETS = [SECRET, DEPLOY_PW, fakes_platform.HARBOR_PASSWORD, fakes_platfo
 def services_pillar(fakes) -> dict:
     """One service with every part: registry, CI, delivery, funnel, metrics, database."""
     defaults = dict(fakes_platform.example()["services"]["defaults"])
+    defaults.pop("forge", None)  # this platform has no Forgejo release
     defaults["deployments_credentials"] = {"username": "argocd", "password": DEPLOY_PW}
     # this platform's one release stands in for Argo CD, monitoring, Tailscale and
     # CloudNativePG (the services stage needs them enabled; it uses their namespaces)
@@ -159,7 +160,7 @@ def env(tmp_path_factory, netns, kubeconfig, helm_bin, salt_factories, fakes):
     root = tmp_path_factory.mktemp("fwroot")
     (pillar_dir / "top.sls").write_text("base:\n  '*':\n    - palplat\n    - secrets\n")
     (pillar_dir / "secrets.sls").write_text(
-        "#!yaml|gpg\npalplat:\n  platform:\n    releases:\n      greeter:\n"
+        "#!yaml|palplat\npalplat:\n  platform:\n    releases:\n      greeter:\n"
         "        secret_values:\n" + yaml_block(encrypt(SECRET, fpr, home), "password", 10)
     )
     master = salt_factories.salt_master_daemon(

@@ -23,6 +23,7 @@ from palplat.helm.chart import merged_values
 from palplat.platform import converge as platform
 from palplat.platform import objects
 from tests.support.chartrepo import example_pillar
+from tests.support.fakes.forgejo import ForgejoFake
 from tests.support.saltenv import CHECKOUT_DIRS
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.helm, pytest.mark.slow]
@@ -42,11 +43,21 @@ class Platform:
 
     def __init__(self, cp, repo, helm_bin, helm_env):
         self.cp, self.repo, self.helm_bin, self.helm_env = cp, repo, helm_bin, helm_env
-        self.pillar = example_pillar(str(cp.kubeconfig), repo)
         self.kube = kube.Kube(str(cp.kubeconfig))
+        # Forgejo's API (no Forgejo runs on kwok): the contract fake, signing in with the
+        # admin password palplat generated, read from the Secret the chart reads
+        self.forgejo = ForgejoFake(password=self._forgejo_admin).start()
+        self.pillar = example_pillar(str(cp.kubeconfig), repo, forge_api=self.forgejo.url)
         self.planned: dict = {}
         self.installed: dict = {}
         self.events: list[str] = []  # progress of the helm calls (in a failure's report)
+
+    def _forgejo_admin(self) -> str:
+        import base64
+
+        live = self.kube.get("v1", "Secret", "forgejo-admin", "forgejo") or {}
+        raw = (live.get("data") or {}).get("password")
+        return base64.b64decode(raw).decode() if raw else ""
 
     def cfg(self, pillar=None):
         return config.load(pillar or self.pillar)
@@ -91,7 +102,9 @@ def installed(kwok_control_plane, chart_repo, helm_bin, tmp_path_factory):
     try:
         yield p
     finally:
+        p.forgejo.stop()
         p.kube.close()
+    assert p.forgejo.violations == []
 
 
 def no_secret(*things):
@@ -145,18 +158,40 @@ def test_plan_of_the_empty_cluster(installed):
     dbs, access = res["changes"]["objects:databases"], res["changes"]["objects:access"]
     backups = [f"Secret/{k}/palplat-backup-store" for k in BACKED_UP]
     backups += [f"ScheduledBackup/{k}/{k}-db" for k in BACKED_UP]
+    # forgejo's namespace comes first with its generated admin Secret (objects:secrets)
     assert sorted(dbs) == sorted(
-        [f"Namespace/{k}" for k in DATABASES] + [f"Cluster/{k}/{k}-db" for k in DATABASES]
-        + backups
+        [f"Namespace/{k}" for k in DATABASES - {"forgejo"}]
+        + [f"Cluster/{k}/{k}-db" for k in DATABASES] + backups
     )  # fmt: skip
+    # what palplat would make in Forgejo (the plan never calls Forgejo)
+    assert sorted(res["changes"]["objects:forge"]) == [
+        "Forgejo OAuth2 application woodpecker",
+        "Forgejo access token palplat-argocd",
+        "Secret/forgejo/palplat-forgejo-argocd",
+        "Secret/woodpecker/palplat-forgejo-oauth",
+    ]
     assert len([k for k in access if k.startswith("Ingress/")]) == len(EXPOSED)
     assert len([k for k in access if k.startswith("Probe/monitoring/")]) == len(EXPOSED)
-    # MinIO's backup user's key: a Secret made before the release, its value masked
+    # MinIO's backup user's key, Alertmanager's bot token and the admin passwords palplat
+    # generates: Secrets made before the releases, their values masked
     assert sorted(res["changes"]["objects:secrets"]) == [
+        "Namespace/forgejo",
+        "Namespace/harbor",
         "Namespace/minio",
+        "Namespace/monitoring",
+        "Secret/forgejo/forgejo-admin",
+        "Secret/harbor/harbor-admin",
+        "Secret/harbor/harbor-secret-key",
         "Secret/minio/minio-backup-user",
+        "Secret/monitoring/alertmanager-telegram",
+        "Secret/monitoring/grafana-admin",
     ]
     assert "CHANGE-ME" not in json.dumps(res["changes"]["objects:secrets"])
+    # DORA's recording rules, alerts and dashboard beside kube-prometheus-stack (docs/dora.md)
+    assert sorted(res["changes"]["objects:dora"]) == [
+        "ConfigMap/monitoring/palplat-dora-dashboard",
+        "PrometheusRule/monitoring/palplat-dora",
+    ]
     assert res["kube"]["writes"] == 0
     no_secret(res)
 
@@ -166,7 +201,13 @@ def test_whole_platform_installs_from_the_real_charts(installed):
     if res["errors"]:
         errors = [f"{k}: {v}" for k, v in res["errors"].items()]
         pytest.fail("\n".join(errors + ["progress:"] + installed.events[-60:]), pytrace=False)
-    objects = {"objects:secrets", "objects:databases", "objects:access"}
+    objects = {
+        "objects:secrets",
+        "objects:databases",
+        "objects:access",
+        "objects:forge",
+        "objects:dora",
+    }
     assert set(res["changes"]) == RELEASES | objects
     assert {v["action"] for k, v in res["changes"].items() if k in RELEASES} == {"install"}
     listed = installed.helm_list()
@@ -231,7 +272,9 @@ def test_wiring(installed):
     }
     for i in ingresses:
         assert i["spec"]["ingressClassName"] == "tailscale"
-        assert i["metadata"]["annotations"]["tailscale.com/funnel"] == "true"
+        # every UI on Funnel but MinIO's admin console (tailnet only)
+        funnel = (i["metadata"].get("annotations") or {}).get("tailscale.com/funnel")
+        assert funnel == (None if i["metadata"]["namespace"] == "minio" else "true"), i["metadata"]
     probes = k.list("monitoring.coreos.com/v1", "Probe", "monitoring")
     _, prober = objects.prober(config.releases(installed.cfg()))
     assert {p["spec"]["prober"]["url"] for p in probes} == {prober}
@@ -248,6 +291,25 @@ def test_wiring(installed):
     # Argo CD's credential for the deployments repository is one Secret the services stage
     # makes (test_services); the chart makes none (no second copy of the token)
     assert k.list("v1", "Secret", "argocd", "argocd.argoproj.io/secret-type=repository") == []
+    # what palplat made for the first run: admin passwords the charts read (generated),
+    # Woodpecker's OAuth client in Forgejo (read by the server's envFrom), Argo CD's token
+    for ns, name in (("forgejo", "forgejo-admin"), ("harbor", "harbor-admin"),
+                     ("monitoring", "grafana-admin")):  # fmt: skip
+        secret = k.get("v1", "Secret", name, ns)
+        assert secret["metadata"]["labels"]["palplat.io/owner"] == "palplat-platform-secrets"
+    assert json.dumps(forgejo["spec"]["template"]["spec"]).count('"forgejo-admin"') >= 2
+    env_from = [
+        e["secretRef"]["name"]
+        for c in wp["spec"]["template"]["spec"]["containers"]
+        for e in c.get("envFrom", [])
+    ]
+    assert "palplat-forgejo-oauth" in env_from, env_from
+    oauth = k.get("v1", "Secret", "palplat-forgejo-oauth", "woodpecker")
+    app = installed.forgejo.app_named("woodpecker")
+    assert app["redirect_uris"] == ["https://woodpecker.tail0000.ts.net/authorize"]
+    assert set(oauth["data"]) == {"WOODPECKER_FORGEJO_CLIENT", "WOODPECKER_FORGEJO_SECRET"}
+    assert k.get("v1", "Secret", "palplat-forgejo-argocd", "forgejo") is not None
+    assert list(installed.forgejo.tokens) == ["palplat-argocd"]
     # the image updater's registry entry for Harbor
     conf = k.get("v1", "ConfigMap", "argocd-image-updater-config", "argocd")["data"]
     registries = yaml.safe_load(conf["registries.conf"])["registries"]
@@ -316,6 +378,7 @@ def test_state_plans_nothing_after_the_run(installed, tmp_path, monkeypatch):
     for key, value in installed.helm_env.items():
         monkeypatch.setenv(key, value)
     opts = salt.config.minion_config(None)
+    opts["palplat_plaintext_secrets"] = True  # test pillars hold plain text
     opts.update(
         {
             "file_client": "local",

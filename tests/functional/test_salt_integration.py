@@ -64,7 +64,7 @@ def pillar_dir(tmp_path_factory, gpg):
     )
     enc = {k: encrypt(v, fpr, home) for k, v in SECRETS.items()}
     (d / "secrets.sls").write_text(
-        "#!yaml|gpg\npalplat:\n  k3s:\n    token: |\n"
+        "#!yaml|palplat\npalplat:\n  k3s:\n    token: |\n"
         + _indent(enc["token"], 6)
         + "\n  services:\n    demo:\n      secrets:\n        API_KEY: |\n"
         + _indent(enc["svc"], 10)
@@ -90,7 +90,8 @@ def master(salt_factories, pillar_dir, gpg):
 @pytest.fixture(scope="module")
 def minion(master):
     factory = master.salt_minion_daemon(
-        "palplat-minion-" + uuid.uuid4().hex[:6], overrides=minion_overrides()
+        "palplat-minion-" + uuid.uuid4().hex[:6],
+        overrides=minion_overrides(palplat_plaintext_secrets=False),  # real GPG only
     )
     with factory.started(start_timeout=120):
         ret = factory.salt_call_cli(timeout=180).run("saltutil.sync_all")
@@ -164,7 +165,7 @@ def test_undecryptable_secret_stops_before_any_change(synced_master, minion, pil
     other_home, other_fpr = make_gpg_home(pillar_dir.parent / ("other-" + uuid.uuid4().hex[:6]))
     block = encrypt("unreadable-" + uuid.uuid4().hex, other_fpr, other_home)
     bad = pillar_dir / "bad.sls"
-    bad.write_text("#!yaml|gpg\npalplat:\n  k3s:\n    token: |\n" + _indent(block, 6) + "\n")
+    bad.write_text("#!yaml|palplat\npalplat:\n  k3s:\n    token: |\n" + _indent(block, 6) + "\n")
     top = pillar_dir / "top.sls"
     original = top.read_text()
     top.write_text(original + "    - bad\n")
@@ -250,11 +251,18 @@ def test_pip_install_mode_loads_palplat_modules(tmp_path):
     assert "palplat_config" in json.loads(states.stdout)["local"]
 
 
-def test_runner_validates_pillar_files_for_pull_request_ci(synced_master, tmp_path):
-    """`salt-run palplat.validate sls=...` renders files (merged as Salt merges pillar)."""
-    files = ",".join(str(REPO / "pillar/palplat" / f) for f in ("init.sls", "secrets.sls"))
+def test_runner_validates_pillar_files_for_pull_request_ci(synced_master, tmp_path, pillar_dir):
+    """`salt-run palplat.validate sls=...` reads files as a pull request's (YAML only,
+    merged as Salt merges pillar, ciphertexts sealed, never decrypted)."""
+    files = ",".join(str(pillar_dir / f) for f in ("palplat.sls", "secrets.sls"))
     ok = synced_master.salt_run_cli(timeout=120).run("palplat.validate", f"sls={files}")
     assert ok.returncode == 0, ok
+    # the committed example fails until its placeholders are replaced, and says so only
+    files = ",".join(str(REPO / "pillar/palplat" / f) for f in ("init.sls", "secrets.sls"))
+    example = synced_master.salt_run_cli(timeout=120).run("palplat.validate", f"sls={files}")
+    assert example.returncode == 1, example
+    (problems,) = example.data["palplat pillar"].values()
+    assert problems and all("placeholder" in p for p in problems), problems
     bad = tmp_path / "bad.sls"
     bad.write_text("palplat:\n  services:\n    web: {repo: a/b, prot: 80}\n")
     ret = synced_master.salt_run_cli(timeout=120).run("palplat.validate", f"sls={bad}")

@@ -350,6 +350,7 @@ def loaders(kubeconfig, tmp_path_factory):
     for d in ("srv", "pillar"):
         (root / d).mkdir()
     opts = salt.config.minion_config(None)
+    opts["palplat_plaintext_secrets"] = True  # test pillars hold plain text
     opts.update(
         id="service-functional",
         root_dir=str(root),
@@ -449,3 +450,60 @@ def test_secrets_never_shown_through_salt(loaders, k, fakes, kubeconfig, caplog,
     assert "PATCH" in caplog.text or events  # there was something to leak
     assert not leaks, leaks
     redact.clear()
+
+
+# ------------------------------------------------------- what palplat cannot make itself
+
+
+def test_without_woodpecker_token_ci_waits_for_the_operator_and_the_rest_converges(k, fakes):
+    """Woodpecker's API token needs a browser login: without it the CI part waits, says
+    the exact next step and URL, and every other part converges; the run is not a
+    failure, and once the token is there a re-run finishes CI."""
+    harbor, wp = fakes
+    name = f"wait-{uuid.uuid4().hex[:6]}"
+    p = platform.example()
+    defaults = p["services"]["defaults"]
+    services = platform.point_at(
+        {"defaults": defaults, name: {"repo": f"w/{name}", "port": 80}}, *fakes
+    )
+    token = services["defaults"]["woodpecker"].pop("token")
+    p["services"] = services
+    cfg = config.load({"palplat": p})
+    reset(k, fakes)
+    plan = converge(cfg, k, dry_run=True)
+    assert plan.ok and plan.results[name].waiting.keys() == {"ci"}
+    out = converge(cfg, k)
+    try:
+        res = out.results[name]
+        assert out.ok and res.failed == {} and set(res.waiting) == {"ci"}
+        why = res.waiting["ci"]
+        assert why.startswith("waiting for the operator: sign in to Woodpecker at ")
+        assert f"{wp.url}/user/cli-and-api" in why
+        assert "palplat:services:defaults:woodpecker:token" in why
+        assert "kubectl -n forgejo get secret forgejo-admin" in why
+        assert wp.log == []  # Woodpecker was not asked anything
+        # the rest converged: namespace, registry (Harbor robots), delivery
+        assert k.get("v1", "Namespace", name) is not None
+        assert secret_data(k, name, PULL_SECRET)
+        assert any("waiting for the operator" in line for line in out.comment(False))
+        (row,) = [r for r in out.status() if r["service"] == name]
+        assert row["state"] == "waiting for the operator: ci" and row["healthy"] is False
+        assert "waiting for the operator (ci)" in row["problems"]
+        # the operator made the token: CI converges, nothing else changes
+        services["defaults"]["woodpecker"]["token"] = token
+        cfg = config.load({"palplat": p})
+        again = converge(cfg, k, only=[name])
+        assert again.ok and again.results[name].waiting == {}
+        assert set(again.results[name].changes) <= {
+            f"Woodpecker repo w/{name}",
+            *(
+                f"Woodpecker secret w/{name}:{s}"
+                for s in ("registry", "registry_username", "registry_password")
+            ),
+            f"Secret/{name}/{PUSH_SECRET}",
+        }, sorted(again.results[name].changes)
+        assert wp.repo_named(f"w/{name}")["active"] is True
+    finally:
+        p["services"][name]["absent"] = True
+        p["services"][name]["delete_data"] = True
+        converge(config.load({"palplat": p}), k, only=[name])

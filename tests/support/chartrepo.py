@@ -225,17 +225,27 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
-def example_pillar(kubeconfig: str, repo: ChartRepo | None = None) -> dict:
+def example_pillar(
+    kubeconfig: str, repo: ChartRepo | None = None, forge_api: str | None = None
+) -> dict:
     """The example pillar (pillar/palplat/init.sls with secrets.sls merged over it, as Salt
     merges them) pointed at a test cluster (``k3s:mode: external``) and, with ``repo``,
-    with every chart on that loopback repository (``palplat:platform:mirrors``)."""
+    with every chart on that loopback repository (``palplat:platform:mirrors``).
+    ``forge_api``: Forgejo's API (a contract fake) for what palplat makes there; without
+    it nothing is made in Forgejo (no Forgejo runs on a kwok node)."""
     from palplat import config
+    from tests.support import example as example_pillar
 
-    base = yaml.safe_load((REPO / "pillar/palplat/init.sls").read_text())
-    secrets = yaml.safe_load((REPO / "pillar/palplat/secrets.sls").read_text())
-    pillar = _merge(base, secrets)
+    pillar = example_pillar.filled()
     p = pillar["palplat"]
     p["k3s"] = {"mode": "external", "kubeconfig": str(kubeconfig)}
+    defaults = p["services"]["defaults"]
+    if forge_api:
+        defaults["forge"].update(api_url=forge_api, allow_http=True)  # a fake on loopback
+    else:
+        defaults.pop("forge", None)
+        # the token Argo CD would read deployments_repo with, given instead
+        defaults["deployments_credentials"] = {"username": "argocd", "password": "bench-token"}
     if repo is not None:
         p["platform"]["mirrors"] = repo.mirrors(config.releases(config.load(pillar)))
     return pillar
@@ -244,6 +254,10 @@ def example_pillar(kubeconfig: str, repo: ChartRepo | None = None) -> dict:
 class _Handler(http.server.BaseHTTPRequestHandler):
     repo: ChartRepo
     protocol_version = "HTTP/1.1"
+    # headers and body are two writes: with Nagle's algorithm the body would wait for the
+    # client's delayed ACK (40 ms a request on a kept-alive connection); real registries
+    # (Go's net/http) set TCP_NODELAY
+    disable_nagle_algorithm = True
 
     def log_message(self, *args) -> None:  # quiet
         pass

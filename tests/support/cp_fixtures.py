@@ -1,10 +1,12 @@
 """pytest plugin: a real control plane (tests/support/testenv.py) and helpers around it.
 
 Fixtures: ``control_plane`` (session), ``kwok_control_plane`` (session, with fake nodes,
-a GPU and k3s's local-path storage), ``kubeconfig`` (str), ``kube_api``
+a GPU and k3s's local-path storage), ``real_node`` (module: a real node joined to
+``control_plane``, tests/support/node.py), ``kubeconfig`` (str), ``kube_api``
 (kubernetes.client.ApiClient), ``namespace`` (fresh per test, deleted after), ``helm_bin``,
 ``kubectl_bin``, ``chart_repo`` (session: the example's real charts on loopback). Tests
-that use the control plane and fail get the component log tails in their report.
+that use the control plane and fail get the component log tails in their report (and the
+node's, with ``real_node``).
 
 Set ``PALPLAT_TESTBIN`` to use tools built elsewhere.
 """
@@ -20,6 +22,7 @@ import pytest
 from tests.support import testenv
 
 _ACTIVE: list[testenv.ControlPlane] = []
+_NODES: list = []
 
 
 def _skip_missing(names) -> None:
@@ -61,6 +64,46 @@ def kwok_control_plane(tmp_path_factory):
     finally:
         _ACTIVE.remove(cp)
         cp.stop()
+
+
+@pytest.fixture(scope="module")
+def real_node(control_plane, tmp_path_factory):
+    """A real node (containerd, runc, the CNI bridge and the kubelet, tests/support/node.py)
+    joined to the session's ``control_plane``, with kube-scheduler added for as long as it
+    lives. Tainted ``palplat.test/real-node`` (other tests' pods stay off it: tolerate
+    ``node.TESTBED_TOLERATION`` and select ``node.TESTBED_LABEL``); the images ``pause`` and
+    ``nodeapp`` (``node.NODEAPP_REF``) are imported, nothing is ever pulled. Afterwards its
+    pods are evicted, it stops, and its Node, Lease, CSINode and events are deleted: the
+    control plane is as it was. Skipped, with the reason, where a node cannot run."""
+    from tests.support import node as nodelib
+
+    _skip_missing(["kube-scheduler"])
+    work = tmp_path_factory.mktemp("real-node")
+    reason = nodelib.preflight(work)
+    if reason:
+        pytest.skip(reason)
+    _bins, missing = nodelib.testbed_bins()
+    if missing:
+        pytest.skip(
+            f"the real node's programs are missing ({', '.join(missing)}): run "
+            "tools/build-testbin node (containerd, runc and the CNI plugins come from "
+            "Debian's containerd, runc and containernetworking-plugins, as .ci/run installs)"
+        )
+    images = nodelib.testbed_images(work / "images")
+    scheduler = control_plane.start_scheduler()
+    node = nodelib.testbed_node(control_plane, work / "node")
+    try:
+        node.start(timeout=float(os.environ.get("PALPLAT_NODE_TIMEOUT", "120")), images=images)
+        _NODES.append(node)
+        yield node
+    finally:
+        if node in _NODES:
+            _NODES.remove(node)
+        try:
+            node.remove()
+        finally:
+            if scheduler:
+                control_plane.stop_scheduler()
 
 
 @pytest.fixture(scope="session")
@@ -136,3 +179,6 @@ def pytest_runtest_makereport(item, call):
     if report.failed and _ACTIVE and uses:
         for cp in _ACTIVE:
             report.sections.append((f"control plane logs ({cp.workdir})", cp.log_tails(40)))
+    if report.failed and _NODES and "real_node" in getattr(item, "fixturenames", ()):
+        for node in _NODES:
+            report.sections.append((f"real node logs ({node.work})", node.log_tails(40)))

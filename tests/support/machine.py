@@ -431,9 +431,10 @@ def add_k3s_release(srv: FileServer, version: str, python: str, repo: str) -> st
     binary = text.encode()
     base = f"{fake_k3s.PREFIX}/{version}"
     srv.files[f"{base}/k3s"] = binary
-    srv.files[f"{base}/sha256sum-amd64.txt"] = (
-        f"{hashlib.sha256(binary).hexdigest()}  k3s\n".encode()
-    )
+    digest = hashlib.sha256(binary).hexdigest()
+    srv.files[f"{base}/sha256sum-amd64.txt"] = f"{digest}  k3s\n".encode()
+    # over plain http the pillar pins the checksum (palplat.transport): kept for the tests
+    srv.sha256 = {**getattr(srv, "sha256", {}), f"k3s {version}": digest}
     return f"{srv.base}{fake_k3s.PREFIX}/{{version}}"
 
 
@@ -479,5 +480,11 @@ def add_tailscale_release(srv: FileServer, bindir: Path) -> dict[str, str]:
             tar.add(bindir / name, arcname=f"{top}/{name}")
     data = buf.getvalue()
     srv.files[f"/tailscale/{top}.tgz"] = data
-    srv.files[f"/tailscale/{top}.tgz.sha256"] = hashlib.sha256(data).hexdigest().encode()
-    return {"version": version, "url": f"{srv.base}/tailscale/tailscale_{{version}}_{{arch}}.tgz"}
+    digest = hashlib.sha256(data).hexdigest()
+    srv.files[f"/tailscale/{top}.tgz.sha256"] = digest.encode()
+    # over plain http the pillar pins the checksum (palplat.transport)
+    return {
+        "version": version,
+        "url": f"{srv.base}/tailscale/tailscale_{{version}}_{{arch}}.tgz",
+        "sha256": digest,
+    }

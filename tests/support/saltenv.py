@@ -7,10 +7,17 @@ import json
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+
+# A master whose file_roots is this checkout must not walk the virtualenv, git, builds and
+# sandbox data on every saltutil.sync_all (23,000 files under .venv alone: minutes on a
+# loaded machine).
+FILE_IGNORE_REGEX = [r"/\.venv/", r"/\.git/", r"/build/", r"/\.sandbox/", r"/docs/_build/",
+                     r"/__pycache__/", r"/\.pytest_cache/", r"/\.ruff_cache/"]  # fmt: skip
 
 # A minion pointed straight at this checkout (no sync): the loader module directories and
 # ``utils_dirs``, which Salt puts on sys.path while it imports the modules (so they find
@@ -19,19 +26,48 @@ CHECKOUT_DIRS = {
     "module_dirs": [str(REPO / "_modules")],
     "states_dirs": [str(REPO / "_states")],
     "runner_dirs": [str(REPO / "_runners")],
+    "render_dirs": [str(REPO / "_renderers")],
     "utils_dirs": [str(REPO / "_utils")],
 }
 
 
+def extension_root() -> Path:
+    """A directory holding only links to the checkout's extension directories (every
+    top-level ``_*``: _modules, _states, _runners, _output, _renderers, _utils), for a
+    master's file_roots: the checkout itself would make every ``saltutil.sync_all`` walk
+    the virtualenv, .git and sandbox data (file_ignore_regex filters what it lists, after
+    the walk: minutes on a loaded machine). One per checkout; each link made atomically."""
+    import hashlib
+    import tempfile
+
+    tag = hashlib.sha256(str(REPO).encode()).hexdigest()[:12]
+    root = Path(tempfile.gettempdir()) / f"palplat-ext-{tag}"
+    root.mkdir(exist_ok=True)
+    for src in sorted(p for p in REPO.glob("_*") if p.is_dir() and p.name != "__pycache__"):
+        link = root / src.name
+        if link.is_symlink() and link.resolve() == src.resolve():
+            continue
+        tmp = root / f".{src.name}.{uuid.uuid4().hex[:8]}"
+        tmp.symlink_to(src, target_is_directory=True)
+        tmp.replace(link)
+    return root
+
+
 def master_overrides(pillar_dir: Path, gpg_keydir: Path | None = None, **extra) -> dict:
-    """Classic deployment (mode b): file_roots hold the state tree and the repo root (for
-    _modules, _states, _runners, _utils), synced with saltutil.sync_all."""
+    """Classic deployment (mode b): file_roots hold the state tree and the extension
+    directories (_modules, _states, _runners, _renderers, _utils; :func:`extension_root`),
+    synced with saltutil.sync_all."""
     cfg = {
-        "file_roots": {"base": [str(REPO / "salt"), str(REPO)]},
+        "file_roots": {"base": [str(REPO / "salt"), str(extension_root())]},
         "pillar_roots": {"base": [str(pillar_dir)]},
         "log_level_logfile": "debug",
         "state_output": "full",
         "gpg_decrypt_must_succeed": False,
+        "file_ignore_regex": FILE_IGNORE_REGEX,
+        # the palplat renderer (#!yaml|palplat) before any sync: the pillar is compiled
+        # on the master from the first minion start
+        "render_dirs": CHECKOUT_DIRS["render_dirs"],
+        "utils_dirs": CHECKOUT_DIRS["utils_dirs"],
     }
     if gpg_keydir is not None:
         cfg["gpg_keydir"] = str(gpg_keydir)
@@ -40,7 +76,10 @@ def master_overrides(pillar_dir: Path, gpg_keydir: Path | None = None, **extra) 
 
 
 def minion_overrides(**extra) -> dict:
-    cfg = {"log_level_logfile": "debug"}
+    """A test minion's config. Its pillars may hold plain-text secrets
+    (``palplat_plaintext_secrets``), as palplat refuses by default: tests that prove the
+    refusal, or that use real GPG, pass ``palplat_plaintext_secrets=False``."""
+    cfg = {"log_level_logfile": "debug", "palplat_plaintext_secrets": True}
     cfg.update(extra)
     return cfg
 

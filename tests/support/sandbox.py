@@ -14,19 +14,23 @@ GPG-encrypted for a sandbox key and decrypted by the master's gpg renderer, and 
 
 then the same orchestration with test=True, which must plan no change.
 
-Nothing outside DIR changes, except one network namespace (`palplat-sandbox`) that holds
-the firewall when the machine allows it (root, nft, ip). This uses the stages' own
+Nothing outside DIR changes, except two network namespaces when the machine allows it
+(root, nft, ip): `palplat-sandbox` holds the firewall and a stand-in sshd (a TCP listener
+on port 22, a detached process), and `palplat-sandbox-op`, joined to it by a veth pair,
+is the operator's machine the master proves SSH access from before it confirms a firewall
+change (firewall:confirm:probe_netns; docs/firewall.md). This uses the stages' own
 settings, not special cases: host:manage false, firewall:netns, k3s:mode external,
-gpu:enabled false. The example's Helm charts live on the internet, which the sandbox may
-not reach: the real charts (../shared/reference/charts) are served on loopback as a helm
-repository and an OCI registry (tests/support/chartrepo.py, a detached process, port kept
-in DIR/chartrepo.json) and the pillar maps the example's repositories to it with
-`palplat:platform:mirrors`. Without ../shared/reference/charts each release uses a local
-stand-in chart instead (same name, namespace and `needs`). The services stage talks to
-Harbor and Woodpecker contract fakes (tests/support/fakes), also a detached process
-(python -m tests.support.fakes.serve; pid, ports and logs in DIR/service-fakes), so that
-`salt-run palplat.plan` and `palplat.status` work after `up` has returned; the contract
-violations they see go to DIR/service-fakes/violations.log and `up` reports its own.
+gpu:enabled false, dora:textfile_dir in DIR. The example's Helm charts live on the
+internet, which the sandbox may not reach: the real charts (../shared/reference/charts)
+are served on loopback as a helm repository and an OCI registry (tests/support/chartrepo.py,
+a detached process, port kept in DIR/chartrepo.json) and the pillar maps the example's
+repositories to it with `palplat:platform:mirrors`. Without ../shared/reference/charts
+each release uses a local stand-in chart instead (same name, namespace and `needs`). The
+services stage talks to Harbor and Woodpecker contract fakes (tests/support/fakes), also a
+detached process (python -m tests.support.fakes.serve; pid, ports and logs in
+DIR/service-fakes), so that `salt-run palplat.plan` and `palplat.status` work after `up`
+has returned; the contract violations they see go to DIR/service-fakes/violations.log and
+`up` reports its own.
 Everything `up` starts outlives it; `down` stops it all.
 """
 
@@ -47,9 +51,20 @@ from pathlib import Path
 
 import yaml
 
+from tests.support import saltenv
+
 REPO = Path(__file__).resolve().parents[2]
 MINION_ID = "palplat-sandbox"
 NETNS = "palplat-sandbox"
+NETNS_OP = "palplat-sandbox-op"  # the operator's machine (the confirm's probes)
+HOST_ADDR, OP_ADDR = "192.168.1.10", "192.168.1.20"  # in the example's allow_from
+SSHD_STANDIN = (
+    "import socket\n"
+    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('0.0.0.0', 22)); s.listen(16)\n"
+    "while True:\n"
+    "    c, _ = s.accept(); c.sendall(b'SSH-2.0-palplat-sandbox\\r\\n'); c.close()\n"
+)
 BIN = Path(sys.executable).parent
 
 
@@ -96,11 +111,47 @@ def netns_available() -> tuple[bool, str]:
     return True, ""
 
 
-def ensure_netns() -> None:
-    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    if NETNS not in names.split():
-        subprocess.run(["ip", "netns", "add", NETNS], check=True)
-        subprocess.run(["ip", "-n", NETNS, "link", "set", "lo", "up"], check=True)
+def ensure_netns(work: Path | None = None) -> None:
+    """The firewall's namespace and the operator's, joined by a veth pair, and the
+    stand-in sshd in the firewall's (started once; ``down`` stops it)."""
+    names = [
+        ln.split()[0]
+        for ln in subprocess.run(
+            ["ip", "netns", "list"], capture_output=True, text=True
+        ).stdout.splitlines()
+        if ln.strip()
+    ]
+    for ns in (NETNS, NETNS_OP):
+        if ns not in names:
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+            subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+    links = subprocess.run(["ip", "-n", NETNS, "-o", "link"], capture_output=True, text=True)
+    if " ppsb0@" not in links.stdout:
+        subprocess.run(
+            ["ip", "-n", NETNS, "link", "add", "ppsb0", "type", "veth", "peer", "name",
+             "ppsb1", "netns", NETNS_OP],
+            check=True,
+        )  # fmt: skip
+        for ns, dev, addr in ((NETNS, "ppsb0", HOST_ADDR), (NETNS_OP, "ppsb1", OP_ADDR)):
+            subprocess.run(["ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev], check=True)
+            subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
+    if work is not None:
+        pidfile = work / "sshd-standin.pid"
+        if not (pidfile.exists() and _standin_alive(pidfile)):
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", NETNS, sys.executable, "-c", SSHD_STANDIN],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+            pidfile.write_text(f"{proc.pid}\n")
+
+
+def _standin_alive(pidfile: Path) -> bool:
+    try:
+        cmd = Path(f"/proc/{int(pidfile.read_text().strip())}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+    return b"palplat-sandbox" in cmd
 
 
 def gpg_key(work: Path) -> tuple[str, str]:
@@ -236,11 +287,15 @@ def sandbox_pillar(
         p["firewall"]["netns"] = NETNS
         p["firewall"]["persist"] = False
         p["firewall"]["root"] = str(work / "root")  # rollback state stays in the sandbox
+        # the master proves SSH access from the operator's namespace before it confirms
+        p["firewall"]["confirm"] = {"probe_netns": NETNS_OP, "addresses": [HOST_ADDR]}
     else:
         p["firewall"]["enabled"] = False
     p["k3s"] = {"mode": "external", "kubeconfig": str(kubeconfig)}
     secrets["k3s"].pop("registries", None)
     p["gpu"] = {"enabled": False}
+    # DORA's metrics file stays in the sandbox (the ledger lives in its cluster)
+    p["dora"] = {**p.get("dora", {}), "textfile_dir": str(work / "textfile")}
     p["platform"]["helm"] = helm_release(work)
     if fakes is not None:
         fakes.point(p)
@@ -279,15 +334,19 @@ def sandbox_pillar(
                     sub = enc(item, indent + 4)
                     sub[0] = pad + "  - " + sub[0].lstrip()
                     lines.extend(sub)
-            elif isinstance(v, str) and v.startswith("CHANGE-ME"):
-                value = "sandbox-" + hashlib.sha256((fpr + v).encode()).hexdigest()[:24]
+            elif isinstance(v, str):
+                # every string of secrets.sls is a secret: encrypted (a placeholder gets a
+                # value of its own first); numbers may stay in clear
+                value = v
+                if v.startswith("CHANGE-ME"):
+                    value = "sandbox-" + hashlib.sha256((fpr + v).encode()).hexdigest()[:24]
                 lines.append(yaml_block(encrypt(value, fpr, gnupghome), k, indent).rstrip())
             else:
                 lines.append(f"{pad}{k}: {json.dumps(v)}")
         return lines
 
     (pillar_dir / "secrets.sls").write_text(
-        "#!yaml|gpg\n" + "\n".join(enc({"palplat": secrets}, 0)) + "\n"
+        "#!yaml|palplat\n" + "\n".join(enc({"palplat": secrets}, 0)) + "\n"
     )
     return pillar_dir
 
@@ -318,9 +377,15 @@ def salt_config(work: Path, pillar_dir: Path, gnupghome: str) -> Path:
         common,
         interface="127.0.0.1",
         auto_accept=True,
-        file_roots={"base": [str(REPO / "salt"), str(REPO)]},
+        file_roots={"base": [str(REPO / "salt"), str(saltenv.extension_root())]},
+        file_ignore_regex=saltenv.FILE_IGNORE_REGEX,
         pillar_roots={"base": [str(pillar_dir)]},
         gpg_keydir=gnupghome,
+        # palplat's renderer (#!yaml|palplat) from the checkout, so the pillar renders
+        # from the minion's first start (a real master: salt-run saltutil.sync_all first,
+        # or pip install)
+        render_dirs=[str(REPO / "_renderers")],
+        utils_dirs=[str(REPO / "_utils")],
         log_file=common["log_file"].format(role="master"),
     )
     minion = dict(
@@ -381,6 +446,37 @@ def _alive(pidfile: Path) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z" and b"salt" in cmdline
 
 
+WAITING = "waiting for the operator"
+
+
+def waiting_steps(stdout: str) -> list[str]:
+    """The steps the run waits for the operator to take (the services' comments), once
+    each."""
+    try:
+        data = json.loads(stdout)
+    except json.JSONDecodeError:
+        return []
+    out: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "comment":
+                    lines = v if isinstance(v, list) else str(v).splitlines()
+                    for line in lines:
+                        text = str(line).strip().lstrip("- ").strip()
+                        if text.startswith(WAITING + ":") and text not in out:
+                            out.append(text)
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(data)
+    return out
+
+
 def summarize(stdout: str, label: str) -> tuple[int, int, int]:
     """(succeeded, failed, changed) counts from the orchestrate's JSON output."""
     try:
@@ -420,7 +516,7 @@ def up(work: Path) -> int:
     cp = control_plane(work)
     ok_ns, why = netns_available()
     if ok_ns:
-        ensure_netns()
+        ensure_netns(work)
         say(f"firewall applies inside network namespace {NETNS}")
     else:
         say(f"firewall stage disabled in the sandbox: {why}")
@@ -461,6 +557,7 @@ def up(work: Path) -> int:
         report_violations(fakes)
         return 1
     say(f"palplat.full succeeded in {took:.1f}s ({changed} state(s) changed)")
+    waiting = waiting_steps(run.stdout)
     t0 = time.monotonic()
     plan = salt(
         etc,
@@ -476,6 +573,10 @@ def up(work: Path) -> int:
     took = time.monotonic() - t0
     _, bad, changed = summarize(plan.stdout, "plan ")
     say(f"plan after apply (test=True): {changed} pending change(s) in {took:.1f}s")
+    if waiting:
+        say(f"converged; {WAITING} ({len(waiting)} step(s), not a failure):")
+        for step in waiting:
+            say(f"  - {step}")
     violations = report_violations(fakes)
     say(f"kubeconfig: {cp.kubeconfig}   (KUBECONFIG={cp.kubeconfig} kubectl get cm -A)")
     say(f"plan and status: {BIN}/salt-run -c {etc} palplat.plan (palplat.status)")
@@ -530,8 +631,13 @@ def down(work: Path) -> int:
             ["gpgconf", "--homedir", str(work / "gpgkeys"), "--kill", "gpg-agent"],
             capture_output=True, check=False,
         )  # fmt: skip
+    pidfile = work / "sshd-standin.pid"
+    if pidfile.exists() and _standin_alive(pidfile):
+        os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+        say("stopped the stand-in sshd")
     if os.geteuid() == 0 and shutil.which("ip"):
-        subprocess.run(["ip", "netns", "del", NETNS], capture_output=True, check=False)
+        for ns in (NETNS, NETNS_OP):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
     return 0
 
 

@@ -563,6 +563,11 @@ class ControlPlane:
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki / 'apiserver.key'}",
                 f"--client-ca-file={pki / 'ca.crt'}",
+                # to a real node's kubelet (pod logs, exec): the admin's client cert
+                f"--kubelet-client-certificate={pki / 'admin.crt'}",
+                f"--kubelet-client-key={pki / 'admin.key'}",
+                # by its address: a test node's name resolves nowhere
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 "--authorization-mode=RBAC",
                 "--endpoint-reconciler-type=none",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
@@ -573,10 +578,37 @@ class ControlPlane:
                 "--profiling=false",
                 "--v=1",
             ]
-            + WEBHOOKS_OFF * (not self.state.get("webhooks", True)),
+            + WEBHOOKS_OFF * (not self.state.get("webhooks", True))
+            + self._audit_args(),
         )
         self._wait_ready(timeout)
         self._save()
+
+    @property
+    def audit_log(self) -> Path:
+        """Every API request (metadata level, one JSON line each) once :meth:`enable_audit`
+        was called before the start: who asked (``user.username``, ``userAgent``), the verb
+        and the resource. The fleet benchmark counts palplat's requests there."""
+        return self.workdir / "audit.log"
+
+    def enable_audit(self) -> None:
+        """Log every request to :attr:`audit_log` from the next API server start on."""
+        self.state["audit"] = True
+
+    def _audit_args(self) -> list[str]:
+        if not self.state.get("audit"):
+            return []
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\n"
+            "rules:\n  - level: Metadata\n"
+        )
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=0",
+        ]
 
     def stop_apiserver(self) -> None:
         """Stop kube-apiserver only (kine and its data stay): an API outage."""
@@ -615,14 +647,21 @@ class ControlPlane:
 
     def _get(self, path: str, timeout: float = 2, body: dict | None = None) -> tuple[int, bytes]:
         """GET (or POST ``body`` as JSON) as the admin user: (status, response body)."""
-        req = urllib.request.Request(self.server + path)
-        if body is not None:
-            req = urllib.request.Request(
-                self.server + path,
-                data=json.dumps(body).encode(),
-                headers={"Content-Type": "application/json"},
-                method="POST",
-            )
+        return self.request("GET" if body is None else "POST", path, body=body, timeout=timeout)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        *,
+        content_type: str = "application/json",
+        timeout: float = 10,
+    ) -> tuple[int, bytes]:
+        """One API request as the admin user: (status, response body)."""
+        data = None if body is None else json.dumps(body).encode()
+        headers = {} if body is None else {"Content-Type": content_type}
+        req = urllib.request.Request(self.server + path, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(req, timeout=timeout, context=self._ssl_context()) as r:  # noqa: S310
                 return r.status, r.read()
@@ -795,6 +834,35 @@ class ControlPlane:
             time.sleep(0.2)
         self._save()
         return names
+
+    def start_scheduler(self) -> bool:
+        """Add kube-scheduler (a real node's pods, DaemonSets' pods, need it); True when
+        this call started it (False: it ran already)."""
+        self._bin("kube-scheduler")
+        self._add_components(["kube-scheduler"])
+        started = not self._alive("kube-scheduler")
+        if started:
+            self._spawn(
+                "kube-scheduler",
+                [
+                    self._bin("kube-scheduler"),
+                    f"--kubeconfig={self.workdir / 'controller-manager.kubeconfig'}",
+                    "--bind-address=127.0.0.1",
+                    "--secure-port=0",
+                    "--leader-elect=false",
+                    "--profiling=false",
+                    "--v=1",
+                ],
+            )
+        self._save()
+        return started
+
+    def stop_scheduler(self) -> None:
+        """Stop the kube-scheduler :meth:`start_scheduler` added (a shared control plane
+        goes back to scheduling nothing)."""
+        self._stop("kube-scheduler")
+        self.state["components"] = [c for c in self._components() if c != "kube-scheduler"]
+        self._save()
 
     def start_storage(self, binding_mode: str = "WaitForFirstConsumer") -> None:
         """k3s's storage: the default StorageClass ``local-path`` (provisioner

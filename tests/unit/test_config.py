@@ -10,6 +10,7 @@ import yaml
 from palplat import config, redact
 from palplat.errors import PillarError
 from palplat.schema import pillar_schema
+from tests.support import example as example_pillar
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = REPO.parent / "shared" / "examples" / "seed-platform.sls"
@@ -24,9 +25,7 @@ def merge(a, b):
 
 @pytest.fixture
 def example():
-    base = yaml.safe_load((REPO / "pillar/palplat/init.sls").read_text())
-    secrets = yaml.safe_load((REPO / "pillar/palplat/secrets.sls").read_text())
-    return merge(base, secrets)
+    return example_pillar.filled()
 
 
 def problems(pillar):
@@ -65,14 +64,28 @@ def _leaves(tree, path=()):
         yield path, tree
 
 
+@pytest.fixture
+def seed_values_are_not_secrets():
+    """The seed holds sample values in secret fields ("telegram", "SECRET"): validating it
+    registers them for masking, which would mask those words in every later test of the
+    process (the registry is process-wide, as on a minion)."""
+    saved = redact.snapshot()
+    yield
+    redact.restore(saved)
+
+
 @pytest.mark.skipif(not SEED.exists(), reason="shared/examples/seed-platform.sls not present")
-def test_example_is_equivalent_to_the_seed_platform(example):
+@pytest.mark.usefixtures("seed_values_are_not_secrets")
+def test_example_is_equivalent_to_the_seed_platform():
+    example = example_pillar.raw()  # as committed: secrets are CHANGE-ME placeholders
     seed = yaml.safe_load(SEED.read_text())
     seed_leaves = dict(_leaves(seed))
     # palplat's own additions to the seed's shape, documented in the example
     ollama = ("palplat", "platform", "releases", "ollama", "values")
     additions = {
         ("palplat", "platform", "helm", "version"),
+        # Kubernetes Secrets (palplat writes decrypted values there) encrypted at rest
+        ("palplat", "k3s", "config", "secrets-encryption"),
         # GPU workloads get the nvidia runtime class and the GPU node label (docs/gpu.md)
         (*ollama, "runtimeClassName"),
         (*ollama, "nodeSelector", "nvidia.com/gpu.present"),
@@ -97,8 +110,11 @@ def test_example_is_equivalent_to_the_seed_platform(example):
         (*rel, "minio", "secrets"),  # its secret key, read by the chart (existingSecret)
         *[(*spec, f"{k}SelectorNilUsesHelmValues") for k in selectors],
         (*kps, val, "grafana"),
+        (*kps, val, "prometheus-node-exporter"),  # palplat's DORA textfile (docs/dora.md)
         (*kps, sec, "grafana"),
-        (*kps, sec, *receiver, "chat_id"),  # helm replaces lists: the receiver repeats it
+        (*kps, val, *receiver, "bot_token_file"),  # the token: a Secret palplat makes
+        (*kps, val, "alertmanager", "alertmanagerSpec"),  # mounts it
+        (*kps, "secrets"),
         *[(*loki, val, "loki", k) for k in ("auth_enabled", "commonConfig", "compactor")],
         *[(*loki, val, "loki", k) for k in ("schemaConfig", "storage", "configStorageType")],
         *[(*loki, val, k) for k in ("deploymentMode", "singleBinary", "read", "write", "backend")],
@@ -113,10 +129,40 @@ def test_example_is_equivalent_to_the_seed_platform(example):
         (*rel, "woodpecker", sec, "server", "env", "WOODPECKER_FORGEJO_CLIENT"),
         (*rel, "woodpecker", sec, "agent"),
     ]  # fmt: skip
+    # the Secrets palplat makes for the charts (admin passwords: `generated`)
+    wiring += [(*rel, r, "generated") for r in ("kube-prometheus-stack", "forgejo", "harbor")]
     additions |= {k for k, _ in _leaves(example) if any(k[: len(w)] == w for w in wiring)}
+    # the seed's receiver in secret_values (for its bot_token) is a mounted Secret here
+    seed_rcv = (*kps, sec, "alertmanager", "config", "receivers", 0)
+    assert seed_leaves.pop((*seed_rcv, "name")) == "telegram"
+    assert seed_leaves.pop((*seed_rcv, "telegram_configs", 0, "bot_token")) == "SECRET"
+    assert (*kps, "secrets", "alertmanager-telegram", "bot_token") in dict(_leaves(example))
+    # safe defaults in place of the seed's (docs/firewall.md, "The example's firewall"):
+    # only tailscale0 trusted, the k3s ports from the cluster's nodes and pods (the
+    # profile), the admin kubeconfig 0600
+    fw, k3s_conf = ("palplat", "firewall"), ("palplat", "k3s", "config")
+    safer = [(*fw, "trusted_interfaces"), (*fw, "allow"), (*fw, "cluster_nodes"),
+             (*k3s_conf, "write-kubeconfig-mode")]  # fmt: skip
+    additions |= {k for k, _ in _leaves(example) if any(k[: len(w)] == w for w in safer)}
+    for k in [k for k in seed_leaves if any(k[: len(w)] == w for w in safer)]:
+        del seed_leaves[k]
     # ollama 0.63.0 takes its models as a list (the seed has the 1.x chart's models.pull)
     models = (*rel, "ollama", val, "ollama", "models")
     seed_leaves[(*models, 0)] = seed_leaves.pop((*models, "pull", 0))
+    # the NFS client's name per OS family (the seed's nfs-utils is RedHat's and Arch's)
+    pkgs = ("palplat", "host", "packages")
+    seed_leaves[(*pkgs, 4, "RedHat")] = seed_leaves.pop((*pkgs, 4))
+    # services:defaults:forge is a mapping (url: the seed's string, and what palplat makes)
+    seed_leaves[(*svc, "forge", "url")] = seed_leaves.pop((*svc, "forge"))
+    # what palplat makes on the first run instead of the operator (docs: the first run):
+    # Woodpecker's Forgejo OAuth secret, Harbor's admin password and key (generated)
+    for made in (
+        (*rel, "woodpecker", sec, "server", "env", "WOODPECKER_FORGEJO_SECRET"),
+        (*rel, "harbor", sec, "harborAdminPassword"),
+        (*rel, "harbor", sec, "secretKey"),
+    ):
+        assert seed_leaves.pop(made) == "SECRET"
+    additions -= seed_leaves.keys()
     ours = {k: v for k, v in _leaves(example) if k not in additions}
     assert seed_leaves.keys() == ours.keys()
     for path, value in seed_leaves.items():
@@ -135,15 +181,25 @@ def test_example_is_equivalent_to_the_seed_platform(example):
 
 
 def test_secrets_are_masked_everywhere(example):
+    token = example_pillar.test_value("CHANGE-ME-k3s-token")
+    grafana = example_pillar.test_value("CHANGE-ME-grafana-admin")
     cfg = config.load(example)
     dumped = json.dumps(cfg.model_dump(mode="json", by_alias=True))
-    assert "CHANGE-ME" not in dumped
-    assert "CHANGE-ME-k3s-token" in redact.registered()
-    assert cfg.k3s.token.reveal() == "CHANGE-ME-k3s-token"
+    assert token not in dumped and grafana not in dumped
+    assert token in redact.registered()
+    assert cfg.k3s.token.reveal() == token
     assert repr(cfg.k3s.token) == "<hidden>"
-    assert redact.mask({"x": "token=CHANGE-ME-k3s-token;"}) == {"x": "token=<hidden>;"}
+    assert redact.mask({"x": f"token={token};"}) == {"x": "token=<hidden>;"}
     tree = cfg.platform.releases["kube-prometheus-stack"].secret_values
-    assert "CHANGE-ME" not in repr(tree)
+    assert grafana not in repr(tree)
+
+
+def test_the_committed_example_fails_until_its_placeholders_are_replaced():
+    found, text = problems(example_pillar.raw())
+    assert found and all("placeholder" in p.message for p in found.values()), text
+    assert "palplat:k3s:token" in found
+    assert "palplat:platform:releases:minio:secret_values:rootPassword" in found
+    assert "CHANGE-ME-" not in text  # never the value, even of a placeholder
 
 
 @pytest.mark.parametrize(
@@ -265,3 +321,29 @@ def test_committed_schema_is_current():
     assert committed == json.loads(json.dumps(pillar_schema())), "run make schema"
     props = committed["properties"]["palplat"]["properties"]
     assert {"host", "firewall", "k3s", "gpu", "platform", "services"} <= set(props)
+
+
+def test_quickstart_pillar_is_valid_once_its_placeholders_are_replaced():
+    """pillar/palplat/quickstart.sls (docs/quickstart.md): as shipped, each CHANGE
+    placeholder is a problem at its own pillar path (nothing runs with one left in);
+    replaced, with the token from secrets.sls, it is valid. The booted Debian machine
+    applies it (tests/functional/test_machine.py)."""
+    text = (REPO / "pillar/palplat/quickstart.sls").read_text()
+    with pytest.raises(PillarError) as exc:
+        config.load(yaml.safe_load(text))
+    paths = {p.path for p in exc.value.problems}
+    assert paths == {
+        "palplat:host:users:CHANGE-operator",
+        "palplat:host:users:CHANGE-operator:ssh_keys:0",
+        "palplat:firewall:management:allow_from:0",
+        "palplat:firewall:allow:0:from:0",
+    }, paths
+    key = (
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAII9tKpvm7L3if9tl6l4f16S3E0VMyCmL/yVTNj+p52wd me@laptop"
+    )
+    text = text.replace("CHANGE-operator", "me").replace("CHANGE-ssh-ed25519-public-key", key)
+    text = text.replace("CHANGE-your-network/24", "192.168.1.0/24")
+    pillar = yaml.safe_load(text)
+    pillar["palplat"]["k3s"]["token"] = "K10-quickstart-token"
+    cfg = config.load(pillar)
+    assert cfg.k3s.role == "server" and cfg.platform.helm.version == "v3.22.0"

@@ -16,8 +16,22 @@ interpreter and the repository path. What it does:
   (CA hash of a full token, then basic auth), writes ``<data-dir>/agent/kubelet.kubeconfig``,
   registers its Node and keeps it Ready.
 
-``<data-dir>/fake-k3s.json`` can hold ``{"never_ready": true}`` (the process runs but
-nothing ever becomes ready).
+``<data-dir>/fake-k3s.json`` can hold (the fleet test bed, tests/support/fleet.py, writes it):
+
+- ``never_ready: true``: the process runs but nothing ever becomes ready;
+- ``control_plane: DIR``: the cluster's datastore and API server already run (a
+  ``testenv.ControlPlane`` in DIR): a server attaches to it instead of starting its own,
+  as a k3s server with embedded etcd joins the cluster's etcd; restarting one server then
+  leaves the API up for the others, as in an HA cluster;
+- ``heartbeat: SECONDS``: how often the node posts its status (default 2);
+- ``gpus: N``: the node has N NVIDIA GPUs and plays the device plugin: once a pod of the
+  ``nvidia-device-plugin`` DaemonSet runs on it, the node offers ``nvidia.com/gpu: N``.
+
+A server with ``server`` in its config joins: it checks its token with that server's
+supervisor as an agent does, takes the cluster's kubeconfig from there and registers a
+control-plane node; servers of an embedded-etcd cluster (``cluster-init``, or joined)
+carry k3s's ``node-role.kubernetes.io/etcd`` label. Like the kubelet, the node reports
+capacity (cpu, memory, pods) and turns the pods bound to it Running and Ready.
 
 Like k3s, at every start (server and agent) it merges the drop-ins ``<config>.d/*.yaml``
 over its config, looks for ``nvidia-container-runtime`` (``/usr/local/nvidia/toolkit``,
@@ -95,14 +109,75 @@ def now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def node_loop(kubeconfig, name, role):
+RESOURCES = {"cpu": "4", "memory": "8Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+GPU_RESOURCE = "nvidia.com/gpu"
+PLUGIN = "nvidia-device-plugin"
+
+
+def _pod_ready_patch(pod):
+    """The status a kubelet posts for a pod whose containers started."""
+    containers = [c.name for c in pod.spec.containers or []]
+    return {
+        "status": {
+            "phase": "Running",
+            "conditions": [
+                {"type": t, "status": "True", "lastTransitionTime": now()}
+                for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+            ],
+            "containerStatuses": [
+                {
+                    "name": c,
+                    "ready": True,
+                    "restartCount": 0,
+                    "image": "standin",
+                    "imageID": "",
+                    "started": True,
+                    "state": {"running": {"startedAt": now()}},
+                }
+                for c in containers
+            ],
+            "startTime": now(),
+        }
+    }
+
+
+def kubelet_pods(api, name, gpus):
+    """Like the kubelet: finish the graceful deletion of pods on this node, and run the
+    others (Running, Ready). Returns whether a device plugin pod runs here."""
+    plugin = False
+    pods = api.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={name}")
+    for pod in pods.items:
+        if pod.metadata.deletion_timestamp is not None:
+            api.delete_namespaced_pod(
+                pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0
+            )
+            continue
+        if pod.status is None or pod.status.phase in (None, "Pending"):
+            api.patch_namespaced_pod_status(
+                pod.metadata.name, pod.metadata.namespace, _pod_ready_patch(pod)
+            )
+        owners = pod.metadata.owner_references or []
+        if gpus and any(o.kind == "DaemonSet" and PLUGIN in o.name for o in owners):
+            plugin = True
+    return plugin
+
+
+def node_loop(kubeconfig, name, role, labels_extra=None, beh=None):
     """Register the node and keep its Ready condition fresh (what the kubelet does)."""
     from kubernetes import client, config
 
-    api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+    beh = beh or {}
+    api_client = config.new_client_from_config(config_file=str(kubeconfig))
+    # the fleet benchmark tells palplat's requests from the nodes' by this
+    api_client.user_agent = f"k3s-standin/{VERSION}"
+    api = client.CoreV1Api(api_client)
     labels = {"kubernetes.io/hostname": name, "palplat.test/fake-k3s": "true"}
     if role == "server":
         labels["node-role.kubernetes.io/control-plane"] = "true"
+    labels.update(labels_extra or {})
+    heartbeat = float(beh.get("heartbeat", 2))
+    gpus = int(beh.get("gpus", 0))
+    plugin = False
     first = now()
     while not STOP.is_set():
         try:
@@ -114,6 +189,9 @@ def node_loop(kubeconfig, name, role):
                 api.create_node(
                     client.V1Node(metadata=client.V1ObjectMeta(name=name, labels=labels))
                 )
+            resources = dict(RESOURCES)
+            if plugin:  # the device plugin registered the node's GPUs with the kubelet
+                resources[GPU_RESOURCE] = str(gpus)
             api.patch_node_status(
                 name,
                 {
@@ -140,19 +218,15 @@ def node_loop(kubeconfig, name, role):
                             "kernelVersion": "",
                             "osImage": "fake",
                         },
+                        "capacity": resources,
+                        "allocatable": resources,
                     }
                 },
             )
-            # like the kubelet: finish the graceful deletion of pods on this node
-            pods = api.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={name}")
-            for pod in pods.items:
-                if pod.metadata.deletion_timestamp is not None:
-                    api.delete_namespaced_pod(
-                        pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0
-                    )
+            plugin = kubelet_pods(api, name, gpus)
         except Exception as exc:  # noqa: BLE001 - keep trying like a kubelet
             log(f"node status: {exc}")
-        STOP.wait(2)
+        STOP.wait(heartbeat)
 
 
 def free_port():
@@ -219,68 +293,11 @@ def behaviour(data_dir):
         return {}
 
 
-def server(cfg):
-    from tests.support import testenv
-
-    data_dir = Path(cfg.get("data-dir", "/var/lib/rancher/k3s"))
-    sdir = data_dir / "server"
-    sdir.mkdir(parents=True, exist_ok=True)
-    cpdir = sdir / "controlplane"
-    pki = cpdir / "pki"
-    cpdir.mkdir(parents=True, exist_ok=True)
-    testenv.make_pki(pki)
-    ca_hash = hashlib.sha256((pki / "ca.crt").read_bytes()).hexdigest()
-    token_file = sdir / "token"
-    want = str(cfg.get("token", ""))
-    if token_file.exists():
-        _, _, have = token_parts(token_file.read_text().strip(), "server")
-        if want and token_parts(want, "server")[2] != have:
-            log("starting k3s: bootstrap data already found and encrypted with different token")
-            return 1
-        password = have
-    else:
-        password = token_parts(want, "server")[2] if want else secrets.token_hex(16)
-        token_file.write_text(f"K10{ca_hash}::server:{password}\n")
-        os.chmod(token_file, 0o600)
-    if behaviour(data_dir).get("never_ready"):
-        log("never_ready: running without ever becoming ready")
-        STOP.wait()
-        return 0
-    cp = testenv.ControlPlane(cpdir)
-    cp.start(timeout=90)
-    kubeconfig = Path(cfg.get("write-kubeconfig", "/etc/rancher/k3s/k3s.yaml"))
-    kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-    tmp = kubeconfig.with_name(kubeconfig.name + ".tmp")
-    shutil.copyfile(cp.kubeconfig, tmp)
-    os.chmod(tmp, int(str(cfg.get("write-kubeconfig-mode", "0600")), 8))
-    os.replace(tmp, kubeconfig)
-    port_file = sdir / "supervisor-port"
-    port = int(port_file.read_text()) if port_file.exists() else free_port()
-    port_file.write_text(str(port))
-    passwords = {password}
-    if cfg.get("agent-token"):
-        passwords.add(token_parts(str(cfg["agent-token"]), "node")[2])
-    srv = serve_supervisor(port, pki, passwords, cp.kubeconfig)
-    (sdir / "supervisor-url").write_text(f"https://127.0.0.1:{port}\n")
-    name = str(cfg.get("node-name") or socket.gethostname()).lower()
-    t = threading.Thread(target=node_loop, args=(cp.kubeconfig, name, "server"), daemon=True)
-    t.start()
-    log(f"server ready: api {cp.server}, supervisor https://127.0.0.1:{port}, node {name}")
-    sd_notify()
-    STOP.wait()
-    srv.shutdown()
-    cp.stop()
-    return 0
-
-
-def agent(cfg):
-    data_dir = Path(cfg.get("data-dir", "/var/lib/rancher/k3s"))
-    server_url = str(cfg.get("server", "")).rstrip("/")
-    token = str(cfg.get("token", ""))
-    if not server_url or not token:
-        log("--server and --token are required")
-        return 1
-    ca_hash, user, password = token_parts(token, "node")
+def from_supervisor(server_url, token, default_user):
+    """Validate ``token`` with the server's supervisor as k3s does (CA hash of a full
+    token, then basic auth) and take the cluster's kubeconfig from it: ``(ca, kubeconfig)``
+    or an exit code."""
+    ca_hash, user, password = token_parts(token, default_user)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -294,8 +311,7 @@ def agent(cfg):
                 return 1
             req = urllib.request.Request(f"{server_url}/v1-k3s/standin-kubeconfig", headers=auth)
             with urllib.request.urlopen(req, context=ctx, timeout=5) as r:  # noqa: S310
-                kc = r.read()
-            break
+                return ca, r.read()
         except urllib.error.HTTPError as exc:
             if exc.code == 401:
                 log("failed to validate token: Unauthorized")
@@ -304,15 +320,116 @@ def agent(cfg):
         except OSError as exc:
             log(f"waiting for server: {exc}")
         STOP.wait(2)
-    if behaviour(data_dir).get("never_ready"):
+    return 0
+
+
+def write_file(path, data, mode=0o600):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def server(cfg):
+    from tests.support import testenv
+
+    data_dir = Path(cfg.get("data-dir", "/var/lib/rancher/k3s"))
+    beh = behaviour(data_dir)
+    sdir = data_dir / "server"
+    sdir.mkdir(parents=True, exist_ok=True)
+    token_file = sdir / "token"
+    want = str(cfg.get("token", ""))
+    join_url = str(cfg.get("server", "")).rstrip("/")
+    have = None
+    if token_file.exists():
+        _, _, have = token_parts(token_file.read_text().strip(), "server")
+        if want and token_parts(want, "server")[2] != have:
+            log("starting k3s: bootstrap data already found and encrypted with different token")
+            return 1
+    cp, pki, cluster_kc = None, None, None
+    if join_url:  # a further server: the cluster's datastore is elsewhere
+        if not want:
+            log("--token is required to join")
+            return 1
+        got = from_supervisor(join_url, want, "server")
+        if not isinstance(got, tuple):
+            return got
+        ca, cluster_kc = got
+        if beh.get("control_plane"):
+            pki = Path(beh["control_plane"]) / "pki"
+    else:
+        if beh.get("control_plane"):  # the fleet's datastore and API server run already
+            cp = testenv.ControlPlane.attach(beh["control_plane"])
+        else:
+            cp = testenv.ControlPlane(sdir / "controlplane")
+            testenv.make_pki(cp.pki)
+        pki = cp.pki
+        ca = (pki / "ca.crt").read_bytes()
+    ca_hash = hashlib.sha256(ca).hexdigest()
+    password = have or (token_parts(want, "server")[2] if want else secrets.token_hex(16))
+    if have is None:
+        write_file(token_file, f"K10{ca_hash}::server:{password}\n".encode())
+    if beh.get("never_ready"):
+        log("never_ready: running without ever becoming ready")
+        STOP.wait()
+        return 0
+    own = cp is not None and not beh.get("control_plane")
+    if own:
+        cp.start(timeout=90)
+    if cp is not None:
+        cluster_kc = cp.kubeconfig.read_bytes()
+    kubeconfig = Path(cfg.get("write-kubeconfig", "/etc/rancher/k3s/k3s.yaml"))
+    write_file(kubeconfig, cluster_kc, int(str(cfg.get("write-kubeconfig-mode", "0600")), 8))
+    cred = sdir / "cred" / "admin.kubeconfig"
+    write_file(cred, cluster_kc)
+    port_file = sdir / "supervisor-port"
+    port = int(port_file.read_text()) if port_file.exists() else free_port()
+    port_file.write_text(str(port))
+    passwords = {password}
+    if cfg.get("agent-token"):
+        passwords.add(token_parts(str(cfg["agent-token"]), "node")[2])
+    srv = None
+    if pki is not None and (pki / "apiserver.key").exists():
+        srv = serve_supervisor(port, pki, passwords, cred)
+        (sdir / "supervisor-url").write_text(f"https://127.0.0.1:{port}\n")
+    name = str(cfg.get("node-name") or socket.gethostname()).lower()
+    labels = {}
+    if cfg.get("cluster-init") or join_url:  # embedded etcd: k3s marks its members
+        labels = {"node-role.kubernetes.io/etcd": "true", "node-role.kubernetes.io/master": "true"}
+    t = threading.Thread(target=node_loop, args=(cred, name, "server", labels, beh), daemon=True)
+    t.start()
+    api = cp.server if cp is not None else join_url
+    log(f"server ready: api {api}, supervisor https://127.0.0.1:{port}, node {name}")
+    sd_notify()
+    STOP.wait()
+    if srv is not None:
+        srv.shutdown()
+    if own:
+        cp.stop()
+    return 0
+
+
+def agent(cfg):
+    data_dir = Path(cfg.get("data-dir", "/var/lib/rancher/k3s"))
+    server_url = str(cfg.get("server", "")).rstrip("/")
+    token = str(cfg.get("token", ""))
+    if not server_url or not token:
+        log("--server and --token are required")
+        return 1
+    got = from_supervisor(server_url, token, "node")
+    if not isinstance(got, tuple):
+        return got
+    _, kc = got
+    beh = behaviour(data_dir)
+    if beh.get("never_ready"):
         STOP.wait()
         return 0
     kpath = data_dir / "agent" / "kubelet.kubeconfig"
-    kpath.parent.mkdir(parents=True, exist_ok=True)
-    kpath.write_bytes(kc)
-    os.chmod(kpath, 0o600)
+    write_file(kpath, kc)
     name = str(cfg.get("node-name") or socket.gethostname()).lower()
-    t = threading.Thread(target=node_loop, args=(kpath, name, "agent"), daemon=True)
+    t = threading.Thread(target=node_loop, args=(kpath, name, "agent", {}, beh), daemon=True)
     t.start()
     log(f"agent joined {server_url} as node {name}")
     sd_notify()

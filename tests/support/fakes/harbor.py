@@ -26,9 +26,11 @@ class HarborFake(FakeApi):
     name = "Harbor"
     STATE = ("projects", "repositories", "robots", "robot_secrets")
 
-    def __init__(self, username: str = "admin", password: str = "Harbor12345"):
+    def __init__(self, username: str = "admin", password="Harbor12345"):
+        """``password``: a string, or a callable (the sandbox reads the admin password from
+        the Secret the chart reads, existingSecretAdminPassword: the one palplat made)."""
         super().__init__(contract.Contract(contract.HARBOR_DOC))
-        self.username, self.password = username, password
+        self.username, self._password = username, password
         self.projects: dict[str, dict] = {}
         self.repositories: dict[str, dict[str, dict]] = {}
         self.robots: dict[int, dict] = {}
@@ -41,6 +43,14 @@ class HarborFake(FakeApi):
         self._ids = itertools.count(max(ids, default=0) + 1)
 
     # ------------------------------------------------------------------ helpers
+
+    @property
+    def password(self) -> str:
+        return self._password() if callable(self._password) else self._password
+
+    @password.setter
+    def password(self, value) -> None:
+        self._password = value
 
     def auth(self, req: Req) -> Reply | None:
         want = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()

@@ -1,6 +1,6 @@
 """What the services stage needs around it in tests, benchmarks and the sandbox: the
-vendor CRDs on the control plane, Harbor and Woodpecker fakes that know the example's
-repositories, and the example pillar pointed at them."""
+vendor CRDs on the control plane, Harbor, Woodpecker and Forgejo fakes that know the
+example's repositories, and the example pillar pointed at them."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ CRD_FILES = (
 )
 HARBOR_PASSWORD = "harbor-admin-Secret-1"
 WOODPECKER_TOKEN = "woodpecker-token-Secret-2"
+ARGOCD_TOKEN = "argocd-forge-token-Secret-3"
 
 
 def missing() -> str | None:
@@ -59,26 +60,32 @@ def start_fakes() -> tuple[HarborFake, WoodpeckerFake]:
 
 
 def example() -> dict:
-    """The example pillar (init.sls merged with secrets.sls), the ``palplat`` mapping."""
+    """The example pillar (init.sls merged with secrets.sls, placeholders filled with
+    test values), the ``palplat`` mapping."""
+    from tests.support import example as example_pillar
 
-    def merge(a, b):
-        out = copy.deepcopy(a)
-        for key, v in b.items():
-            both = isinstance(v, dict) and isinstance(out.get(key), dict)
-            out[key] = merge(out[key], v) if both else v
-        return out
-
-    base = yaml.safe_load((REPO / "pillar/palplat/init.sls").read_text())
-    secrets = yaml.safe_load((REPO / "pillar/palplat/secrets.sls").read_text())
-    return merge(base, secrets)["palplat"]
+    return example_pillar.palplat()
 
 
 def point_at(services: dict, harbor: HarborFake, wp: WoodpeckerFake) -> dict:
     """``palplat:services`` with Harbor and Woodpecker at the fakes (their credentials)."""
     out = copy.deepcopy(services)
     d = out.setdefault("defaults", {})
-    d["harbor"] = {**(d.get("harbor") or {}), "url": harbor.url, "password": HARBOR_PASSWORD}
-    d["woodpecker"] = {**(d.get("woodpecker") or {}), "url": wp.url, "token": WOODPECKER_TOKEN}
+    # the fakes serve plain http on loopback: allow_http (documented for exactly that)
+    d["harbor"] = {
+        **(d.get("harbor") or {}),
+        "url": harbor.url,
+        "password": HARBOR_PASSWORD,
+        "allow_http": True,
+    }
+    d["woodpecker"] = {
+        **(d.get("woodpecker") or {}),
+        "url": wp.url,
+        "token": WOODPECKER_TOKEN,
+        "allow_http": True,
+    }
+    # what the platform stage would make in Forgejo (palplat.platform.forge), given here
+    d.setdefault("deployments_credentials", {"username": "argocd", "password": ARGOCD_TOKEN})
     for name, svc in out.items():
         if name != "defaults" and isinstance(svc, dict) and "repo" in svc:
             if not any(r["full_name"] == svc["repo"] for r in wp.forge_repos.values()):
@@ -149,8 +156,11 @@ class SandboxFakes:
         self.violations_log = self.dir / "violations.log"
         # what this run adds to the violations log is what violations() reports
         self._seen = self.violations_log.stat().st_size if self.violations_log.exists() else 0
+        self.kubeconfig = kubeconfig
         self.harbor_url: str | None = None
         self.wp_url: str | None = None
+        self.forgejo_url: str | None = None
+        self.secrets: dict[str, str] = {}  # where the fakes read generated admin passwords
         self.why = missing()
         if self.why:
             return
@@ -173,26 +183,34 @@ class SandboxFakes:
             for name, svc in services.items():
                 if name != "defaults":
                     svc["enabled"] = False
+            # no Forgejo fake either: nothing is made in Forgejo
+            (services.get("defaults") or {}).pop("forge", None)
             return
         repos = sorted(
             svc["repo"]
             for name, svc in services.items()
             if name != "defaults" and isinstance(svc, dict) and svc.get("repo")
         )
+        self.secrets = generated_admins(pillar)
         self.ensure(repos)
         d = services.setdefault("defaults", {})
-        d.setdefault("harbor", {})["url"] = self.harbor_url
-        d.setdefault("woodpecker", {})["url"] = self.wp_url
+        d.setdefault("harbor", {}).update(url=self.harbor_url, allow_http=True)
+        d.setdefault("woodpecker", {}).update(url=self.wp_url, allow_http=True)
+        if isinstance(d.get("forge"), dict):
+            # what palplat makes in Forgejo, it makes in the fake (its API address)
+            d["forge"].update(api_url=self.forgejo_url, allow_http=True)
 
     def ensure(self, repos: list[str]) -> None:
         """The fakes' process, reused when it is alive with this key and knows ``repos``,
         else (re)started on the ports it had (its data is saved on SIGTERM and restored)."""
         info = _read(self.state)
         alive = _alive(info)
-        ports = (info.get("harbor_port"), info.get("woodpecker_port"))
+        names = ("harbor", "woodpecker", "forgejo")
+        ports = tuple(info.get(f"{n}_port") for n in names)
         if (
             alive
             and info.get("fpr") == self.fpr
+            and info.get("secrets", {}) == self.secrets
             and set(repos) <= set(info.get("repos", []))
             and all(p and _port_open(p) for p in ports)
         ):
@@ -203,12 +221,14 @@ class SandboxFakes:
         if alive:  # another key or new repositories: restart with the data kept
             _terminate(info)
         chosen: list[int] = []  # the ports it had, else stable ones (the pillar has them)
-        for port, name in zip(ports, ("harbor", "woodpecker"), strict=True):
+        for port, name in zip(ports, names, strict=True):
             ok = port and port not in chosen and _port_free(port)
             chosen.append(port if ok else _stable_port(self.work, name, avoid=chosen))
         ports = tuple(chosen)
         argv = [sys.executable, "-m", SERVE_MODULE, f"--work={self.work}", f"--fpr={self.fpr}",
-                f"--harbor-port={ports[0]}", f"--woodpecker-port={ports[1]}"]  # fmt: skip
+                f"--harbor-port={ports[0]}", f"--woodpecker-port={ports[1]}",
+                f"--forgejo-port={ports[2]}", f"--kubeconfig={self.kubeconfig}"]  # fmt: skip
+        argv += [f"--{k}-secret={v}" for k, v in sorted(self.secrets.items())]
         argv += [f"--forge-repo={r}" for r in repos]
         self.dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log, "ab")  # noqa: SIM115 - handed to the child
@@ -221,7 +241,8 @@ class SandboxFakes:
         self.state.write_text(
             json.dumps(
                 {"pid": proc.pid, "harbor_port": ports[0], "woodpecker_port": ports[1],
-                 "fpr": self.fpr, "repos": all_repos}
+                 "forgejo_port": ports[2], "fpr": self.fpr, "repos": all_repos,
+                 "secrets": self.secrets}
             )
         )  # fmt: skip
         deadline = time.monotonic() + 60
@@ -231,11 +252,12 @@ class SandboxFakes:
             time.sleep(0.2)
         self._urls(*ports)
         _say(f"service fakes serving (Harbor {self.harbor_url}, Woodpecker {self.wp_url}, "
-             f"pid {proc.pid}; log {self.log})")  # fmt: skip
+             f"Forgejo {self.forgejo_url}, pid {proc.pid}; log {self.log})")  # fmt: skip
 
-    def _urls(self, harbor_port: int, wp_port: int) -> None:
+    def _urls(self, harbor_port: int, wp_port: int, forgejo_port: int) -> None:
         self.harbor_url = f"http://127.0.0.1:{harbor_port}"
         self.wp_url = f"http://127.0.0.1:{wp_port}"
+        self.forgejo_url = f"http://127.0.0.1:{forgejo_port}"
 
     def violations(self) -> list[str]:
         """The contract violations the fakes saw since this object was made."""
@@ -254,6 +276,24 @@ class SandboxFakes:
             return False
         _terminate(info)
         return True
+
+
+def generated_admins(pillar: dict) -> dict[str, str]:
+    """Where the example's generated admin passwords are (what the charts read):
+    ``{"harbor": "NS/NAME/KEY", "forgejo": "NS/NAME"}`` (only those it generates)."""
+    releases = (pillar.get("platform") or {}).get("releases") or {}
+    out = {}
+    harbor = releases.get("harbor") or {}
+    name = (harbor.get("values") or {}).get("existingSecretAdminPassword")
+    if name and name in (harbor.get("generated") or {}):
+        key = harbor["values"].get("existingSecretAdminPasswordKey", "HARBOR_ADMIN_PASSWORD")
+        out["harbor"] = f"{harbor['namespace']}/{name}/{key}"
+    forgejo = releases.get("forgejo") or {}
+    admin = ((forgejo.get("values") or {}).get("gitea") or {}).get("admin") or {}
+    name = admin.get("existingSecret")
+    if name and name in (forgejo.get("generated") or {}):
+        out["forgejo"] = f"{forgejo['namespace']}/{name}"
+    return out
 
 
 def _read(path: Path) -> dict:

@@ -1,7 +1,8 @@
-"""The sandbox's Harbor and Woodpecker contract fakes as one detached process.
+"""The sandbox's Harbor, Woodpecker and Forgejo contract fakes as one detached process.
 
     python -m tests.support.fakes.serve --work DIR --fpr FINGERPRINT \\
-        --harbor-port P --woodpecker-port P [--forge-repo owner/name ...]
+        --harbor-port P --woodpecker-port P --forgejo-port P [--forge-repo owner/name ...] \\
+        [--kubeconfig K --harbor-secret NS/NAME/KEY --forgejo-secret NS/NAME]
 
 `make sandbox` starts it (``SandboxFakes`` in tests/support/fakes/platform.py) in its own
 session, as it starts the chart repository, so that the fakes outlive ``sandbox up`` like
@@ -9,7 +10,10 @@ the control plane and the Salt daemons: ``salt-run palplat.plan`` and ``palplat.
 reach them afterwards, and ``make sandbox-down`` stops them (SIGTERM).
 
 Their credentials are the values ``sandbox up`` encrypts for the secrets.sls placeholders
-(derived from the sandbox key's fingerprint, so never in argv). Their data lives in
+(derived from the sandbox key's fingerprint, so never in argv), or, for the admin
+passwords palplat generates (Harbor's, Forgejo's), read from the Secret in the cluster
+that the chart would read (``--harbor-secret``, ``--forgejo-secret``): the fake knows
+what the real Harbor or Forgejo would. Their data lives in
 DIR/service-fakes/{harbor,woodpecker}.json: restored at start, written (0600, atomically)
 after every request that may change it and again on SIGTERM, so that a restarted fake
 answers as the one before did. Every request is logged (method, path without the query,
@@ -28,6 +32,7 @@ import threading
 import time
 from pathlib import Path
 
+from tests.support.fakes.forgejo import ForgejoFake
 from tests.support.fakes.harbor import HarborFake
 from tests.support.fakes.platform import SANDBOX_SECRETS, sandbox_value
 from tests.support.fakes.server import FakeApi
@@ -81,19 +86,65 @@ class Persisted:
             save(self.fake, self.path)
 
 
+class SecretValue:
+    """A key of a Secret in the cluster, read again at most every ``ttl`` seconds."""
+
+    def __init__(self, kubeconfig: str, namespace: str, name: str, key: str, ttl: float = 2.0):
+        sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "_utils"))
+        from palplat import kube
+
+        self.kube = kube.Kube(kubeconfig)
+        self.where = (namespace, name, key)
+        self.ttl = ttl
+        self._at = 0.0
+        self._value = ""
+
+    def __call__(self) -> str:
+        import base64
+
+        if time.monotonic() - self._at > self.ttl:
+            ns, name, key = self.where
+            try:
+                live = self.kube.get("v1", "Secret", name, ns) or {}
+                raw = (live.get("data") or {}).get(key)
+                self._value = base64.b64decode(raw).decode() if raw else ""
+            except Exception as exc:  # noqa: BLE001 - no answer: nobody signs in
+                log(f"reading Secret {ns}/{name}: {exc}")
+                self._value = ""
+            self._at = time.monotonic()
+        return self._value
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.support.fakes.serve")
     ap.add_argument("--work", type=Path, required=True, help="the sandbox directory")
     ap.add_argument("--fpr", required=True, help="the sandbox key's fingerprint")
     ap.add_argument("--harbor-port", type=int, default=0)
     ap.add_argument("--woodpecker-port", type=int, default=0)
+    ap.add_argument("--forgejo-port", type=int, default=0)
+    ap.add_argument("--kubeconfig", help="where the generated admin Secrets are")
+    ap.add_argument("--harbor-secret", help="NS/NAME/KEY of Harbor's admin password")
+    ap.add_argument("--forgejo-secret", help="NS/NAME (username, password) of Forgejo's admin")
     ap.add_argument("--forge-repo", action="append", default=[], help="owner/name at the forge")
     args = ap.parse_args(argv)
     data = args.work / "service-fakes"
     data.mkdir(parents=True, exist_ok=True)
-    harbor = HarborFake(password=sandbox_value(args.fpr, SANDBOX_SECRETS["harbor"]))
+    harbor_pw = sandbox_value(args.fpr, SANDBOX_SECRETS["harbor"])
+    if args.harbor_secret and args.kubeconfig:
+        harbor_pw = SecretValue(args.kubeconfig, *args.harbor_secret.split("/", 2))
+    harbor = HarborFake(password=harbor_pw)
     wp = WoodpeckerFake(token=sandbox_value(args.fpr, SANDBOX_SECRETS["woodpecker"]))
-    fakes = {"harbor": (harbor, args.harbor_port), "woodpecker": (wp, args.woodpecker_port)}
+    forgejo_user, forgejo_pw = "forgejo-admin", ""
+    if args.forgejo_secret and args.kubeconfig:
+        ns, name = args.forgejo_secret.split("/", 1)
+        forgejo_user = SecretValue(args.kubeconfig, ns, name, "username")
+        forgejo_pw = SecretValue(args.kubeconfig, ns, name, "password")
+    forgejo = ForgejoFake(username=forgejo_user, password=forgejo_pw)
+    fakes = {
+        "harbor": (harbor, args.harbor_port),
+        "woodpecker": (wp, args.woodpecker_port),
+        "forgejo": (forgejo, args.forgejo_port),
+    }
     for name, (fake, _) in fakes.items():
         saved = data / f"{name}.json"
         if saved.exists():

@@ -83,6 +83,10 @@ class FakeApi:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: with Nagle's algorithm on, the body
+            # waits for the client's delayed ACK of the headers (40 ms a request on Linux).
+            # Real servers (Go's net/http: Harbor, Woodpecker, Forgejo) set TCP_NODELAY.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):  # quiet
                 pass

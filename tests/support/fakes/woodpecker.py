@@ -1,5 +1,5 @@
 """A contract fake of Woodpecker CI: the forge's repositories, activation, repository
-secrets.
+secrets, and the pipelines of a repository (DORA reads them).
 
 Behaves as Woodpecker does where palplat depends on it: a bearer token (401 otherwise),
 ``/user/repos?all=true`` lists the forge's repositories with inactive ones (id 0), a
@@ -17,7 +17,7 @@ from tests.support.fakes.server import ApiError, FakeApi, Reply, Req
 
 class WoodpeckerFake(FakeApi):
     name = "Woodpecker"
-    STATE = ("forge_repos", "repos", "secrets")
+    STATE = ("forge_repos", "repos", "secrets", "pipelines")
 
     def __init__(self, token: str = "woodpecker-token", forge: str = "https://forge.test"):
         super().__init__(contract.Contract(contract.WOODPECKER_DOC))
@@ -26,6 +26,7 @@ class WoodpeckerFake(FakeApi):
         self.forge_repos: dict[str, dict] = {}  # forge_remote_id -> repo at the forge
         self.repos: dict[int, dict] = {}  # activated (store)
         self.secrets: dict[int, dict[str, dict]] = {}
+        self.pipelines: dict[int, list[dict]] = {}  # repo id -> pipelines, oldest first
         self._ids = itertools.count(1)
         self._remote = itertools.count(1000)
 
@@ -36,6 +37,7 @@ class WoodpeckerFake(FakeApi):
         self._remote = itertools.count(max(remote, default=999) + 1)
         # forge_remote_id keys are strings in the API
         self.forge_repos = {str(k): v for k, v in self.forge_repos.items()}
+        self.pipelines = {int(k): v for k, v in (self.pipelines or {}).items()}
 
     def add_forge_repo(self, full_name: str) -> str:
         """A repository that exists at the forge (tests); its forge_remote_id."""
@@ -155,7 +157,23 @@ class WoodpeckerFake(FakeApi):
             raise ApiError(404, "Not Found")
         return Reply(204, None, content_type="text/plain")
 
+    # --------------------------------------------------------------- pipelines
+
+    def get_repos_repo_id_pipelines(self, req: Req) -> Reply:
+        """Newest first, ``page``/``perPage`` as Woodpecker pages them."""
+        repo = self._stored(req)
+        page = int(req.query.get("page", 1))
+        size = int(req.query.get("perPage", 50))
+        items = sorted(self.pipelines.get(repo["id"], []), key=lambda p: -p["number"])
+        return Reply(200, items[(page - 1) * size : page * size])
+
     # ------------------------------------------------------------------- tests
+
+    def add_pipeline(self, full_name: str, pipeline: dict) -> None:
+        """A pipeline of an activated repository (its id and repo id filled in)."""
+        repo = self.repo_named(full_name)
+        assert repo is not None, f"{full_name} is not activated"
+        self.pipelines.setdefault(repo["id"], []).append({**pipeline, "id": next(self._ids)})
 
     def repo_named(self, full_name: str) -> dict | None:
         return next((r for r in self.repos.values() if r["full_name"] == full_name), None)

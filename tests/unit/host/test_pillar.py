@@ -72,6 +72,20 @@ def test_a_package_name_that_is_not_a_package_name(pkg):
     assert "is not a package name" in got["palplat:host:packages:1"]
 
 
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [
+        ({"Debain": "nfs-common"}, "names the OS family 'Debain'"),
+        ({"Debian": "two words"}, "Debian: is not a package name"),
+        ({}, "is not a package"),
+        (["nfs-common"], "is not a package"),
+    ],
+)
+def test_a_package_per_os_family_that_is_wrong(entry, why):
+    got = problems(host(packages=["jq", entry]))
+    assert why in got["palplat:host:packages:1"]
+
+
 def test_package_names_debian_and_arch():
     cfg = config.load(
         {"palplat": host(packages=["jq", "libstdc++6", "python3.11", "gtk2+", "ca-certificates"])}

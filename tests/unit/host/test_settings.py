@@ -71,7 +71,25 @@ def test_arch_has_no_unattended_upgrades_and_its_own_ssh_unit():
     s = settings.settings(cfg(host={"users": {"pal": {"ssh_keys": [KEY]}}}), "Arch")
     assert s["auto_updates"] is None and "Arch" in s["skipped"]["auto_updates"]
     assert s["sshd"]["service"] == "sshd"
-    assert s["packages"] == []  # timesyncd is part of Arch's systemd
+    # timesyncd is part of Arch's systemd; its OpenSSH package is called openssh
+    assert s["packages"] == ["openssh"] and s["reload_modules"] is True
+
+
+def test_packages_per_os_family_and_what_the_stages_rely_on():
+    nfs = {"Debian": "nfs-common", "RedHat": "nfs-utils", "Arch": "nfs-utils"}
+    pillar = {"packages": ["curl", nfs, {"Arch": "htop"}], "users": {"pal": {"ssh_keys": [KEY]}}}
+    deb = settings.settings(cfg(host=pillar), "Debian")
+    assert deb["packages"][:3] == ["curl", "nfs-common", "openssh-server"]
+    assert "1 entry of host:packages" in deb["skipped"]["packages"]
+    assert deb["firewall_packages"] == ["nftables"]
+    rh = settings.settings(cfg(host=pillar), "RedHat")
+    assert rh["packages"][:3] == ["curl", "nfs-utils", "openssh-server"]
+    arch = settings.settings(cfg(host=pillar), "Arch")
+    assert arch["packages"] == ["curl", "nfs-utils", "htop", "openssh"]
+    # no accounts with keys: no OpenSSH server forced on the host; no firewall: no nftables
+    bare = settings.settings(cfg(host={"packages": ["jq"]}, firewall={"enabled": False}))
+    assert "openssh-server" not in bare["packages"] and bare["reload_modules"] is False
+    assert bare["firewall_packages"] == []
 
 
 def test_file_texts():

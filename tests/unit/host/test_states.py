@@ -68,7 +68,7 @@ def test_checked_fails_on_a_host_problem_in_both_modes(monkeypatch, opts, test):
 
     opts["test"] = test
     monkeypatch.setattr(
-        facts, "problems", lambda cfg: [PillarProblem("palplat:host:sysctl:x.y", "no such")]
+        facts, "problems", lambda cfg, **kw: [PillarProblem("palplat:host:sysctl:x.y", "no such")]
     )
     ret = palplat_host.checked()
     assert ret["result"] is False and "palplat:host:sysctl:x.y" in ret["comment"]
@@ -117,3 +117,17 @@ def test_states_leave_an_unmanaged_host_alone(monkeypatch, opts, test):
     for state in ("tailscale_installed", "tailscale_joined"):
         ret = getattr(palplat_host, state)()
         assert ret["result"] is True and "tailscale:enabled is false" in ret["comment"]
+
+
+@pytest.mark.parametrize("test", [True, False])
+def test_keys_planned_on_a_host_without_openssh(opts, test):
+    """host.sls renders it in test mode when Salt's ssh module is not loaded (no OpenSSH
+    yet): the plan shows the keys; a real run never gets there, and would say why."""
+    opts["test"] = test
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAII9tKpvm7L3if9tl6l4f16S3E0VMyCmL pal@laptop"
+    ret = palplat_host.keys_planned("palplat-host-keys-pal", "pal", [key])
+    if test:
+        assert ret["result"] is None and "would add 1 key(s) to ~pal/" in ret["comment"]
+        assert ret["changes"]["pal:authorized_keys"]["old"] is None
+    else:
+        assert ret["result"] is False and "install OpenSSH" in ret["comment"]

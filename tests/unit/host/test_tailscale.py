@@ -163,6 +163,35 @@ def test_tags_of_a_running_node_change_with_a_new_login(tmp_path):
     assert "--force-reauth" in next(a for a in cli.argv if a[1] == "up")
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"tags": ["tag:new"]},
+        {"tags": ["tag:old"], "login_server": "https://headscale.example.net"},
+    ],
+)
+def test_a_running_node_is_not_logged_in_again_with_a_used_key(tmp_path, change):
+    """`tailscale up --force-reauth` with the one-off key that already logged the node in
+    fails and drops it from the tailnet (SSH and Salt over tailscale0 with it): refused
+    with the reason before anything runs; a fresh key, or a key declared reusable, may."""
+    (tmp_path / "k").write_text(KEY + "\n")
+    ts = ts_cfg(tmp_path, auth_key=KEY, auth_key_file=str(tmp_path / "k"), **change)
+    cli = FakeCli("Running", ["tag:old"])
+    cli.prefs.update(ControlURL="https://controlplane.tailscale.com")
+    with pytest.raises(tailscale.TailscaleError, match="already logged this node in") as exc:
+        tailscale.join_plan(ts, cli, "tailscale")
+    assert "auth_key_reusable" in str(exc.value) and "nothing was changed" in str(exc.value)
+    assert not any(a[1] in ("up", "set") for a in cli.argv)
+    ok = ts_cfg(
+        tmp_path, auth_key=KEY, auth_key_file=str(tmp_path / "k"), auth_key_reusable=True,
+        **change,
+    )  # fmt: skip
+    plan = tailscale.join_plan(ok, cli, "tailscale")
+    assert plan.up and "fresh key" in plan.comment
+    tailscale.join(ok, plan, cli, "tailscale")
+    assert "--force-reauth" in next(a for a in cli.argv if a[1] == "up")
+
+
 def test_no_key_anywhere_is_an_error_that_says_where_to_put_one(tmp_path):
     ts = ts_cfg(tmp_path, auth_key_file=str(tmp_path / "missing.key"))
     with pytest.raises(tailscale.TailscaleError, match="no auth key"):
@@ -204,7 +233,7 @@ def test_settings_of_a_running_node_change_with_tailscale_set(tmp_path):
 def test_another_login_server_means_a_new_login(tmp_path):
     ts = ts_cfg(
         tmp_path, auth_key=KEY, auth_key_file=str(tmp_path / "k"), tags=["tag:a"],
-        login_server="https://headscale.example.net",
+        login_server="https://headscale.example.net", auth_key_reusable=True,
     )  # fmt: skip
     (tmp_path / "k").write_text(KEY + "\n")
     cli = FakeCli("Running", ["tag:a"])

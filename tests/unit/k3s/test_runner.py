@@ -37,13 +37,25 @@ def test_loads_through_salt_runner_loader(tmp_path):
 
 
 class FakeClient:
+    """Salt's LocalClient as ``palplat.saltjobs.gather`` uses it: publish, then the
+    return events of the job."""
+
     def __init__(self, answers):
         self.answers = answers
         self.calls = []
+        self.jobs = {}
 
-    def cmd(self, tgt, fun, arg=(), kwarg=None, timeout=None, full_return=False):
+    def run_job(self, tgt, fun, arg=(), tgt_type="glob", timeout=None, kwarg=None, listen=False):
         self.calls.append((tgt, fun, list(arg), kwarg))
-        return self.answers.get((tgt, fun), {})
+        jid = str(len(self.calls))
+        self.jobs[jid] = self.answers.get((tgt, fun), {})
+        return {"jid": jid, "minions": [tgt]}
+
+    def get_iter_returns(self, jid, minions, timeout=None, tgt=None, tgt_type=None, block=True):
+        yield from ({m: r} for m, r in self.jobs[jid].items())
+
+    def get_cache_returns(self, jid):
+        return {}
 
 
 def test_call_checks_state_results_and_retcodes():

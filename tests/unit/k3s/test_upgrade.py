@@ -65,10 +65,13 @@ def test_upgrade_execution_recorded():
 
     done = upgrade.execute(upgrade.plan(statuses), call, timeout=30)
     assert [c[:3] for c in calls] == [
+        ("s2", "palplat_k3s.quorum", "n-s1"),  # etcd keeps quorum while s1 restarts
         ("s1", "state.sls", "palplat.k3s"),
         ("s2", "palplat_k3s.node_ready", "n-s1"),
+        ("s1", "palplat_k3s.quorum", "n-s2"),
         ("s2", "state.sls", "palplat.k3s"),
         ("s1", "palplat_k3s.node_ready", "n-s2"),
+        ("s1", "palplat_k3s.quorum", "n-s3"),
         ("s3", "state.sls", "palplat.k3s"),
         ("s1", "palplat_k3s.node_ready", "n-s3"),
         ("s1", "palplat_k3s.cordon", "n-a1"),

@@ -67,13 +67,32 @@ def test_state_decorator_keeps_changes_an_error_carries():
     assert "made before this error" in ret["comment"]
 
 
-def test_other_exceptions_pass_through():
+def test_an_unexpected_exception_is_a_masked_one_line_state_error():
+    s = Secret("unexpected-" + uuid.uuid4().hex)
+
     @loaderkit.state
     def st(name):
-        raise KeyError("bug")
+        raise KeyError(f"bug near {s.reveal()}\nsecond line")
 
-    with pytest.raises(KeyError):
-        st("x")
+    ret = st("x")
+    assert ret["result"] is False and ret["name"] == "x"
+    assert ret["comment"].startswith("KeyError: ") and "<hidden>" in ret["comment"]
+    assert s.reveal() not in ret["comment"] and "second line" not in ret["comment"]
+
+
+def test_translate_masks_an_unexpected_exception():
+    from salt.exceptions import CommandExecutionError
+
+    s = Secret("unexpected-fn-" + uuid.uuid4().hex)
+
+    @loaderkit.translate
+    def fn():
+        raise ValueError(f"cannot parse {s.reveal()}")
+
+    with pytest.raises(CommandExecutionError) as exc:
+        fn()
+    assert "ValueError: cannot parse <hidden>" in str(exc.value)
+    assert s.reveal() not in str(exc.value)
 
 
 def test_is_test():

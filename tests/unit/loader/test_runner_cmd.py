@@ -19,7 +19,7 @@ class Client:
     def run_job(self, *a, **kw):
         return {"jid": "1", "minions": ["a", "b", "c"]}
 
-    def get_cli_event_returns(self, jid, minions, timeout, tgt, tgt_type):
+    def get_iter_returns(self, jid, minions, timeout, tgt, tgt_type, block=True):
         # Salt yields nothing for a minion whose event it did not see (b, c)
         yield {"a": {"ret": {"ok": 1}}}
 

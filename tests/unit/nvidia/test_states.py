@@ -48,7 +48,7 @@ class FakeStates(dict):
 
 @pytest.fixture
 def opts():
-    return {"test": False}
+    return {"test": False, "palplat_plaintext_secrets": True}
 
 
 @pytest.fixture
@@ -70,6 +70,7 @@ def env(tmp_path, opts):
     context = {"palplat_kube.clients": {str(tmp_path / "kubeconfig"): kube}}
     states = FakeStates(opts)
     return {
+        "packages": {},  # pkg.version: name -> installed version
         "pillar": pillar,
         "kube": kube,
         "states": states,
@@ -85,7 +86,7 @@ def configure_loader_modules(env, opts):
         palplat_nvidia: {
             "__opts__": opts,
             "__pillar__": env["pillar"],
-            "__salt__": {},
+            "__salt__": {"pkg.version": lambda name: env["packages"].get(name, "")},
             "__context__": env["context"],
             "__grains__": ARCH,
             "__states__": env["states"],
@@ -98,7 +99,9 @@ STATES = ("driver", "toolkit", "runtime_", "labeled", "device_plugin", "verified
 
 @pytest.mark.parametrize("test", [False, True])
 def test_auto_without_a_gpu_does_nothing(env, opts, test):
+    """On a node without a GPU that does not hold the cluster (an agent) nothing at all."""
     opts["test"] = test
+    env["pillar"]["palplat"]["k3s"].update(role="agent", server_url="https://s:6443", token="t")
     root = env["root"]
     trees.pci_device(root, "0000:00:01.0", vendor="0x1af4", cls="0x030000")
     for state in STATES:
@@ -106,6 +109,32 @@ def test_auto_without_a_gpu_does_nothing(env, opts, test):
         assert ret["result"] is True and ret["changes"] == {}, (state, ret)
         assert "nothing to do" in ret["comment"]
     assert env["states"].calls == [] and env["kube"].writes == []
+
+
+@pytest.mark.parametrize("test", [False, True])
+def test_the_holder_without_a_gpu_keeps_the_clusters_gpu_objects(env, opts, test):
+    """The device plugin release and the RuntimeClass are the cluster's: the minion that
+    holds the cluster converges them in its GPU stage, GPU or not (GPU agents verify
+    their allocatable in theirs), and its node's own states do nothing."""
+    opts["test"] = test
+    trees.pci_device(env["root"], "0000:00:01.0", vendor="0x1af4", cls="0x030000")
+    for state in ("driver", "toolkit", "labeled", "verified"):
+        ret = getattr(palplat_nvidia, state)()
+        assert ret["changes"] == {} and "nothing to do" in ret["comment"], (state, ret)
+    ret = palplat_nvidia.runtime_()
+    assert set(ret["changes"]) == {"RuntimeClass/nvidia"}, ret
+    assert ret["result"] is (None if test else True)
+    assert env["kube"].writes == [("apply", "nvidia", test)]  # a dry run in test mode
+    ret = palplat_nvidia.device_plugin()
+    called = [c[0] for c in env["states"].calls]
+    assert called == ["palplat_helm.installed"] + ([] if test else ["palplat_helm.release"])
+    # a GPU agent leaves both to the holder
+    env["pillar"]["palplat"]["k3s"].update(role="agent", server_url="https://s:6443", token="t")
+    trees.tiny_tree(env["root"])
+    env["states"].calls.clear()
+    ret = palplat_nvidia.device_plugin()
+    assert ret["result"] is True and "minion that holds the cluster" in ret["comment"]
+    assert env["states"].calls == []
 
 
 def test_disabled_and_enabled_without_a_gpu(env):
@@ -128,6 +157,7 @@ def test_bad_pillar_fails_before_anything(env):
 def test_driver_installs_the_plan_through_salt_states(env, opts, test):
     opts["test"] = test
     trees.tiny_tree(env["root"])
+    env["packages"]["nvidia-open"] = "580.159.04-1"  # palplat's package: palplat owns it
     ret = palplat_nvidia.driver()
     assert env["states"].calls == [
         ("pkg.installed", (), {"name": "nvidia-driver", "pkgs": ["nvidia-open", "nvidia-utils"]})
@@ -159,6 +189,7 @@ def test_driver_installed_not_loaded(env):
 
 def test_driver_failing_package_stops(env):
     trees.tiny_tree(env["root"])
+    trees.unload(env["root"])  # a bare host: auto installs
     env["states"]["pkg.installed"] = lambda **kw: {
         "result": False,
         "changes": {},

@@ -7,12 +7,12 @@ import copy
 from pathlib import Path
 
 import pytest
-import yaml
 
 from palplat import config
 from palplat.errors import PillarError
 from palplat.model import Database
 from palplat.platform import access, database, objects
+from tests.support import example as example_pillar
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -26,9 +26,7 @@ def _merge(a, b):
 
 @pytest.fixture
 def example():
-    base = yaml.safe_load((REPO / "pillar/palplat/init.sls").read_text())
-    secrets = yaml.safe_load((REPO / "pillar/palplat/secrets.sls").read_text())
-    return _merge(base, secrets)
+    return example_pillar.filled()
 
 
 def test_cnpg_cluster_and_its_credentials():
@@ -82,20 +80,33 @@ def test_example_layout_and_groups(example):
     assert set(second) == {"forgejo", "woodpecker", "keycloak"}
     assert "cnpg" in first and not set(first) & set(second)
     groups = objects.groups(cfg, rels)
-    assert list(groups) == ["secrets", "databases", "access"]  # the order they apply in
+    assert list(groups) == ["secrets", "databases", "access", "dora"]  # the order they apply in
     sec = groups["secrets"]
-    assert [(m["kind"], m["metadata"]["name"]) for m in sec.manifests] == [
+    assert sorted((m["kind"], m["metadata"]["name"]) for m in sec.manifests) == [
+        ("Namespace", "forgejo"),
+        ("Namespace", "harbor"),
         ("Namespace", "minio"),
+        ("Namespace", "monitoring"),
+        ("Secret", "alertmanager-telegram"),
+        # made by palplat (generated), kept with the pillar's Secrets
+        ("Secret", "forgejo-admin"),
+        ("Secret", "grafana-admin"),
+        ("Secret", "harbor-admin"),
+        ("Secret", "harbor-secret-key"),
         ("Secret", "minio-backup-user"),
     ]
     assert sec.prune and sec.prune_kinds == (("v1", "Secret"),)
-    key = sec.manifests[1]["stringData"]["secretKey"]
-    assert str(key) == "<hidden>" and key.reveal() == "CHANGE-ME-minio-backup-key"
+    (minio,) = [m for m in sec.manifests if m["metadata"]["name"] == "minio-backup-user"]
+    key = minio["stringData"]["secretKey"]
+    assert str(key) == "<hidden>" and key.reveal() == example_pillar.test_value(
+        "CHANGE-ME-minio-backup-key"
+    )
     store = cfg.services.defaults.object_store
     assert store.secret_key.reveal() == key.reveal()  # one value (a YAML alias)
     dbs = groups["databases"]
     backups = ["Secret", "ScheduledBackup"]  # forgejo and keycloak back up
-    assert [m["kind"] for m in dbs.manifests] == ["Namespace"] * 3 + [
+    # forgejo's namespace came with its generated admin Secret (one group per namespace)
+    assert [m["kind"] for m in dbs.manifests] == ["Namespace"] * 2 + [
         "Cluster", *backups, "Cluster", *backups, "Cluster"
     ]  # fmt: skip
     # a Cluster or namespace is never pruned (data); a removed backup's objects are
@@ -196,3 +207,54 @@ def test_backup_keys_once_per_namespace_and_the_bucket_stays_readable(example):
     ]
     path = "s3://cnpg-backups/platform/forgejo"
     assert redact.mask_text(path) == path
+
+
+def test_generated_secrets_are_made_once_and_kept(example):
+    """A random value is made when the live Secret lacks it and kept after; fixed values
+    follow the pillar; every value is a Secret (masked)."""
+    import base64
+
+    from palplat.platform import generated
+    from palplat.secret import Secret
+
+    cfg = config.load(example)
+    rels = config.releases(cfg)
+    first = {
+        m["metadata"]["name"]: m for m in generated.manifests(rels, {}) if m["kind"] == "Secret"
+    }
+    admin = first["forgejo-admin"]["stringData"]
+    assert admin["username"] == "forgejo-admin"
+    pw = admin["password"]
+    assert isinstance(pw, Secret) and len(pw.reveal()) == 32 and pw.reveal().isalnum()
+    assert len(first["harbor-secret-key"]["stringData"]["secretKey"].reveal()) == 16
+    live = {
+        ("forgejo", "forgejo-admin"): {
+            "data": {"password": base64.b64encode(b"kept-value-1234567890").decode()}
+        }
+    }
+    again = {m["metadata"]["name"]: m for m in generated.manifests(rels, live)}
+    assert again["forgejo-admin"]["stringData"]["password"].reveal() == "kept-value-1234567890"
+    # another run without a live Secret makes another value (never the same by chance)
+    other = {m["metadata"]["name"]: m for m in generated.manifests(rels, {})}
+    assert (
+        other["grafana-admin"]["stringData"]["admin-password"]
+        != first["grafana-admin"]["stringData"]["admin-password"]
+    )
+
+
+def test_every_object_beside_a_release_names_its_release_key(example):
+    cfg = config.load(example)
+    grp = objects.groups(cfg, config.releases(cfg))
+    for name, g in grp.items():
+        if name == objects.DORA:  # beside no release key: pruned as a whole
+            assert g.known is None
+            continue
+        assert g.known == frozenset(config.releases(cfg))
+        for m in g.manifests:
+            if m["kind"] == "Namespace":
+                assert objects.RELEASE_LABEL not in (m["metadata"].get("labels") or {})
+            else:
+                assert objects.release_of(m) in cfg.platform.releases, m["metadata"]
+    by_name = {m["metadata"]["name"]: m for m in grp["secrets"].manifests}
+    assert objects.release_of(by_name["minio-backup-user"]) == "minio"
+    assert objects.release_of(by_name["forgejo-admin"]) == "forgejo"  # generated

@@ -74,3 +74,46 @@ def test_gpu_rows_only_for_devices_and_degraded_without_allocatable():
     d = st.as_dict()
     assert [r["model"] for r in d["gpu"]] == ["RTX 4090"] and "table" not in d["gpu"][0]
     assert st.exit_code == 2 and any("gpu: node srv" in x for x in d["degraded"])
+
+
+def test_gpu_agent_allocatable_from_the_holders_node_list():
+    """The agent does not ask the API (cluster=False): its devices, the holder's figure."""
+    holder = answers("server", True)
+    gpu_node = node("agt")
+    gpu_node["status"]["allocatable"] = {"nvidia.com/gpu": "8"}
+    holder["palplat_kube.list"] = [node("srv", server=True), gpu_node]
+    two = [{"bus_id": f"0000:0{i}:00.0", "model": "H100", "allocatable": None} for i in (1, 2)]
+    agent = {
+        "palplat_k3s.status": answers("agent", False)["palplat_k3s.status"],
+        "palplat_nvidia.status": {"node": "agt", "gpus": two, "node_allocatable": None},
+    }
+    st = build({"srv": holder, "agt": agent}, ["srv", "agt"])
+    d = st.as_dict()
+    assert [r["allocatable"] for r in d["gpu"]] == [4, 4] and st.exit_code == 0, d
+    # the holder's list says none: degraded, naming the node
+    gpu_node["status"]["allocatable"] = {}
+    st = build({"srv": holder, "agt": agent}, ["srv", "agt"])
+    assert st.exit_code == 2 and any("gpu: node agt" in x for x in st.degraded)
+
+
+def test_collect_status_asks_the_cluster_of_the_holder_alone():
+    from palplat.report import collect
+    from palplat.report.status import CLUSTER_CALLS, NODE_CALLS
+
+    jobs = []
+    full = {"srv": answers("server", True), "agt": answers("agent", False)}
+
+    def cmd_for(minions):
+        def cmd(funs, arg=(), kwarg=None):
+            jobs.append((tuple(minions), tuple(funs)))
+            return {m: {f: full[m].get(f, {}) for f in funs} for m in minions}
+
+        return cmd
+
+    st = collect.collect_status(cmd_for(["srv", "agt"]), ["srv", "agt"], cmd_on=cmd_for)
+    assert jobs == [
+        (("srv", "agt"), tuple(f for f, _ in NODE_CALLS)),
+        (("srv",), tuple(f for f, _ in CLUSTER_CALLS)),
+    ]
+    assert st.exit_code == 0 and {n["node"] for n in st.as_dict()["nodes"]} == {"srv", "agt"}
+    assert dict(NODE_CALLS)["palplat_nvidia.status"] == [{"cluster": False, "__kwarg__": True}]

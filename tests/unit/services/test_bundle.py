@@ -139,11 +139,18 @@ def test_secrets_stay_hidden_until_sent(example, load):
 
 
 def test_shared_repository_secret(example, load):
+    example["services"]["defaults"]["deployments_credentials"] = {
+        "username": "argocd",
+        "password": "forge-token-value",
+    }
     plan = _plan(example, load)
     (repo,) = bundle.shared(plan)
     assert repo["metadata"]["namespace"] == "argocd"
     assert repo["metadata"]["labels"]["argocd.argoproj.io/secret-type"] == "repository"
     assert repo["stringData"]["url"].endswith("pal-e-deployments.git")
     assert isinstance(repo["stringData"]["password"], Secret)
+    # the token palplat made in Forgejo (services.credentials) when the pillar has none
+    (made,) = bundle.shared(plan, ("forgejo-admin", Secret("made-token")))
+    assert made["stringData"]["username"] == "forgejo-admin"
     del example["services"]["defaults"]["deployments_credentials"]
     assert bundle.shared(_plan(example, load)) == []

@@ -128,6 +128,18 @@ def test_woodpecker_repos_and_secrets(wp, fakes):
     assert wp.repo(rid)["active"] is False
 
 
+def test_woodpecker_secrets_are_paged(wp, fakes):
+    fake = fakes[1]
+    fake.add_forge_repo("unit/paged")
+    rid = wp.activate(wp.repos()["unit/paged"]["forge_remote_id"])["id"]
+    for i in range(60):
+        wp.set_secret(rid, f"s{i:02d}", "v", exists=False)
+    wp.api.reset_stats()
+    assert len(wp.secrets(rid)) == 60
+    assert wp.api.stats["requests"] == 2  # 50 a page
+    wp.deactivate(rid)
+
+
 def test_woodpecker_bad_token(fakes):
     _, w = fakes
     bad = Woodpecker.from_settings(WoodpeckerApi(url=w.url, token=Secret("bad-token-4321")))

@@ -123,14 +123,48 @@ def test_backup_schedule_must_be_six_fields(example):
     assert "six-field cron" in msg and "seconds first" in msg
 
 
+def test_credentials_palplat_makes_need_not_be_in_the_pillar(example, load):
+    """The example has no Harbor password, Woodpecker token or Argo CD credential: Harbor's
+    admin password is generated for its release, Argo CD's token is made in Forgejo, and
+    Woodpecker's token waits for the operator (not a pillar problem)."""
+    d = example["services"]["defaults"]
+    assert "password" not in d["harbor"] and "token" not in d["woodpecker"]
+    assert "deployments_credentials" not in d
+    load(example)
+
+
 def test_missing_api_credentials(example):
     d = example["services"]["defaults"]
-    del d["harbor"]["password"]
-    del d["woodpecker"]["token"]
+    harbor = example["platform"]["releases"]["harbor"]
+    harbor["values"].pop("existingSecretAdminPassword")  # nothing generates it any more
+    del d["forge"]  # no token from Forgejo: a credential is needed
+    d["deployments_credentials"] = {"username": "argocd"}
     got = problems(example)
     assert "GPG-encrypted" in got["palplat:services:defaults:harbor:password"]
     assert "basketball-api" in got["palplat:services:defaults:harbor:password"]
-    assert "admin's token" in got["palplat:services:defaults:woodpecker:token"]
+    assert "generate it" in got["palplat:services:defaults:harbor:password"]
+    assert (
+        "make a token in Forgejo"
+        in got["palplat:services:defaults:deployments_credentials:password"]
+    )
+
+
+def test_forge_needs_its_release_an_admin_and_woodpecker_reading_the_client(example):
+    rels = example["platform"]["releases"]
+    rels["woodpecker"]["values"]["server"]["extraSecretNamesForEnvFrom"] = ["woodpecker-secret"]
+    del rels["forgejo"]["values"]["gitea"]["admin"]["existingSecret"]
+    got = problems(example)
+    path = "palplat:platform:releases:woodpecker:values:server:extraSecretNamesForEnvFrom"
+    assert "must list palplat-forgejo-oauth" in got[path]
+    assert "names no admin password" in got["palplat:services:defaults:forge"]
+    rels["forgejo"]["enabled"] = False
+    assert "not an enabled" in problems(example)["palplat:services:defaults:forge"]
+
+
+def test_forge_as_a_string_is_its_url(example, load):
+    example["services"]["defaults"]["forge"] = "https://forgejo.tail0000.ts.net"
+    cfg = load(example)
+    assert cfg.services.defaults.forge.url == "https://forgejo.tail0000.ts.net"
 
 
 def test_woodpecker_not_needed_without_ci(example, load):
@@ -149,6 +183,8 @@ def test_woodpecker_not_needed_without_ci(example, load):
         ("a" * 41, "at most 40 characters"),
         ("pal--e", "consecutive separators"),
         ("kube-thing", "reserved by Kubernetes"),
+        ("default", "reserved by Kubernetes"),
+        ("library", "Harbor's default project"),
         ("Bad_Name", "DNS-1123 label"),
     ],
 )
@@ -211,3 +247,13 @@ def test_secrets_are_masked_in_problems(example):
     with pytest.raises(PillarError) as exc:
         config.load({"palplat": example})
     assert "s3cr3t-value-1234" not in str(exc.value)
+
+
+def test_forge_api_over_http_needs_allow_http(example, load):
+    """Forgejo's admin password goes to api_url: plain http only when allowed."""
+    forge = example["services"]["defaults"]["forge"]
+    forge["api_url"] = "http://10.43.0.12:3000"
+    got = problems(example)
+    assert "Forgejo's admin password" in got["palplat:services:defaults:forge:api_url"]
+    forge["allow_http"] = True
+    load(example)
