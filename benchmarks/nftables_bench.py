@@ -56,6 +56,11 @@ def pillar(netns: str, root: str, rules: int, elements: int, sets: int = 10) -> 
     }
 
 
+def changed_rule(rules: int) -> int:
+    """The index of the rule the one-rule change edits: one in the middle (any size)."""
+    return rules // 2
+
+
 def timed(label: str, fn, results: dict):
     before = dict(proc.STATS["by_program"])
     t0 = time.perf_counter()
@@ -73,6 +78,8 @@ def main() -> int:
     ap.add_argument("--rules", type=int, default=2000)
     ap.add_argument("--elements", type=int, default=10000)
     args = ap.parse_args()
+    if args.rules < 1 or args.elements < 10:
+        ap.error("--rules must be at least 1 and --elements at least 10 (one per set)")
     ns = f"pp-bench-{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     res: dict = {}
@@ -100,10 +107,11 @@ def main() -> int:
             assert not noop.changed, noop.changes
 
             p2 = copy.deepcopy(p)
-            p2["palplat"]["firewall"]["allow"][1234]["ports"] = [40000]
+            changed = changed_rule(args.rules)
+            p2["palplat"]["firewall"]["allow"][changed]["ports"] = [40000 + args.rules]
             cfg2 = config.load(p2)
             plan2 = timed("one-rule change: plan", lambda: nft.plan(cfg2), res)
-            assert list(plan2.changes["rules"]) == ["r-1234"], plan2.changes.keys()
+            assert list(plan2.changes["rules"]) == [f"r-{changed:04d}"], plan2.changes.keys()
             timed("one-rule change: apply + persist", lambda: nft.apply(plan2), res)
             again = timed("no-op after change (plan)", lambda: nft.plan(cfg2), res)
             assert not again.changed

@@ -5,7 +5,7 @@
 #
 #   Vagrantfile:           tools/provision.sh system salt configure pillar run
 #   tools/build-machine:   tools/provision.sh system salt configure   (in the image's chroot)
-#   tests (in the machine):               tools/provision.sh run      (pillar written by the test)
+#   tests (in the machine):  tools/provision.sh wheel, then run (pillar written by the test)
 #
 # Phases (in this order; give any subset):
 #   packages   print the OS packages the machine needs, one a line (build-machine passes
@@ -14,7 +14,12 @@
 #   salt       Salt from PyPI and palplat's Python dependencies, in a virtualenv at
 #              $PALPLAT_SALT_VENV; offline from $PALPLAT_WHEELS when that is set
 #   configure  Salt master + minion on this machine (systemd units for the venv's daemons),
-#              file_roots at the checkout $PALPLAT_SRC, pillar_roots at $PALPLAT_PILLAR
+#              file_roots at the checkout $PALPLAT_SRC, pillar_roots at $PALPLAT_PILLAR,
+#              gpg_keydir /etc/salt/gpgkeys (the gpg renderer)
+#   wheel      palplat as users install it (docs/installation.md): the wheel
+#              $PALPLAT_WHEEL into Salt's Python (its dependencies came with `salt`), and
+#              file_roots at the state tree inside it (what `salt-run palplat.state_tree`
+#              prints) instead of the checkout
 #   pillar     a small pillar in $PALPLAT_PILLAR unless one is there (random k3s token)
 #   run        start Salt, sync, then as a user would:
 #                salt-run palplat.validate
@@ -30,6 +35,7 @@
 #   PALPLAT_SALT_VENV    Salt's virtualenv (default /opt/palplat/salt)
 #   PALPLAT_SALT_SPEC    pip requirement for Salt (default "salt>=3007,<3008")
 #   PALPLAT_WHEELS       a directory of wheels: install offline (--no-index) from it
+#   PALPLAT_WHEEL        palplat's wheel (make dist) for the wheel phase
 #   PALPLAT_MINION_ID    the minion id (default: the host name)
 #   PALPLAT_LOG          where `run` writes its JSON (default /var/log/palplat)
 #   PALPLAT_K3S_VERSION  k3s version of the default pillar (default v1.33.5+k3s1)
@@ -60,8 +66,9 @@ DEBIAN_PACKAGES=(
   netbase                                    # /etc/protocols: nft resolves ipv6-icmp there
   openssh-server ca-certificates curl        # remote access, downloads
   tzdata passwd login                        # timezone.system, user.present
+  gnupg                                      # the master's gpg renderer (encrypted pillar)
 )
-ARCH_PACKAGES=(python python-pip nftables iproute2 kmod procps-ng openssh ca-certificates curl tzdata)
+ARCH_PACKAGES=(python python-pip nftables iproute2 kmod procps-ng openssh ca-certificates curl tzdata gnupg)
 
 phase_packages() {
   case $(os_family) in
@@ -145,10 +152,14 @@ file_roots:
 pillar_roots:
   base:
     - $PILLAR_DIR
+gpg_keydir: /etc/salt/gpgkeys
 auto_accept: true
 EOF
   cat > /etc/salt/minion.d/palplat.conf <<EOF
 master: 127.0.0.1
+# this dev machine's pillar holds its k3s token in plain YAML (no GPG key here);
+# production keeps secrets GPG-encrypted (#!yaml|palplat) and leaves this unset
+palplat_plaintext_secrets: true
 EOF
   # the id is the machine's own (a cloned image keeps its name out of the config)
   [ -n "${PALPLAT_MINION_ID:-}" ] && printf 'id: %s\n' "$id" > /etc/salt/minion.d/id.conf
@@ -202,6 +213,33 @@ EOF
   )
 }
 
+phase_wheel() {
+  [ -n "${PALPLAT_WHEEL:-}" ] || { say "wheel: set PALPLAT_WHEEL to palplat's wheel (make dist)"; return 2; }
+  say "pip install $PALPLAT_WHEEL (into Salt's Python)"
+  # its dependencies are palplat's (tools/pydeps), installed with Salt by the salt phase
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-index --no-deps \
+    --force-reinstall "$PALPLAT_WHEEL"
+  local tree
+  tree=$("$VENV/bin/python" -c 'from palplat.loader import state_tree; print(state_tree() or "")')
+  [ -n "$tree" ] || { say "the wheel has no state tree"; return 1; }
+  install -d -m 0755 /etc/salt/master.d
+  cat > /etc/salt/master.d/palplat.conf <<EOF
+# palplat from its wheel (docs/installation.md): the modules come with the package's
+# salt.loader entry point; the state tree is the one salt-run palplat.state_tree prints
+file_roots:
+  base:
+    - $tree
+pillar_roots:
+  base:
+    - $PILLAR_DIR
+gpg_keydir: /etc/salt/gpgkeys
+auto_accept: true
+EOF
+  install -d -m 0700 /etc/salt/gpgkeys
+  # the daemons load the new modules and config (a running master and minion restart)
+  systemctl try-restart salt-master.service salt-minion.service >/dev/null 2>&1 || true
+}
+
 # --------------------------------------------------------------------------------- run
 
 wait_minion() {
@@ -242,10 +280,10 @@ phase_run() {
   say "done: palplat.full applied and idempotent"
 }
 
-[ $# -gt 0 ] || { sed -n '2,35p' "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 2; }
 for phase in "$@"; do
   case $phase in
-    packages|system|salt|configure|pillar|run) "phase_$phase" ;;
+    packages|system|salt|configure|wheel|pillar|run) "phase_$phase" ;;
     *) say "unknown phase $phase"; exit 2 ;;
   esac
 done
