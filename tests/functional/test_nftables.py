@@ -258,6 +258,44 @@ def test_unconfirmed_risky_change_rolls_back_on_time(pair):
         nft.confirm(fw, paths)
 
 
+def test_a_later_unarmed_change_supersedes_an_unreported_rollback(pair):
+    """A risky change its timer rolled back and nobody confirmed (the run that made it was
+    killed): the next run's change that needs no confirmation re-applies the pillar and
+    says it supersedes the old one, and no later confirm fails for it (the machine test's
+    palplat.full once failed on a rollback left by an earlier run). Without a newer
+    change, the confirm still reports the rollback, once."""
+    from palplat import nft_rollback
+
+    p = pillar(pair)
+    converge(p)
+    fw = config.load(p).firewall
+    paths = nft.Paths.of(fw)
+    nft.confirm(fw, paths)
+    bad = copy.deepcopy(p)
+    bad["palplat"]["firewall"]["management"]["allow_from"] = ["10.99.0.0/24"]
+    nft.apply(nft.plan(config.load(bad)))
+    assert nft_rollback.fire(paths.record) == 0  # what the timer does
+    assert nft.probe_info(config.load(p))["rolled_back"] is True
+
+    more = copy.deepcopy(p)
+    more["palplat"]["firewall"]["allow"].append({"name": "extra", "proto": "tcp", "ports": [OTHER]})
+    plan = nft.plan(config.load(more))
+    assert plan.risky_ports == [] and plan.superseded is not None
+    assert "would supersede an earlier, never confirmed one (rolled back" in plan.comment(True)
+    nft.apply(plan)
+    assert "supersedes an earlier" in plan.comment(False)
+    assert nft.probe_info(config.load(more))["rolled_back"] is False
+    assert nft.confirm(fw, paths)["confirmed"] is False  # nothing waits, nothing raised
+    assert nft.plan(config.load(more)).superseded is None
+
+    # the same rollback with no newer change: reported by the next confirm, once
+    nft.apply(nft.plan(config.load(bad)))
+    assert nft_rollback.fire(paths.record) == 0
+    with pytest.raises(PalplatError, match="rolled back"):
+        nft.confirm(fw, paths)
+    assert nft.confirm(fw, paths)["confirmed"] is False
+
+
 def probe_from_client(pair: Pair, fw) -> dict:
     """What the orchestrated confirm does (runner palplat_nftables): new connections to
     the SSH port from the client namespace (the operator's machine) to each address of

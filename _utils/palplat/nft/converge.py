@@ -15,7 +15,7 @@ from palplat.errors import PalplatError, PillarError
 from palplat.nft.build import desired
 from palplat.nft.changes import diff, summary
 from palplat.nft.cli import Nft
-from palplat.nft.commit import cancel, pending, schedule
+from palplat.nft.commit import cancel, last_outcome, pending, schedule
 from palplat.nft.host import (
     PERSIST_HEADER,
     SERVICE,
@@ -45,6 +45,10 @@ class Plan:
     persist_content: str | None
     service: bool  # nftables.service needs enabling
     ssh: SshPorts | None = None  # the SSH port(s) guarded
+    # an earlier change its timer rolled back, not reported yet, that this change (applied
+    # without a confirmation) supersedes: the run keeps what it applies, so the orchestrated
+    # confirm must not fail for the old one
+    superseded: dict | None = None
 
     @property
     def changed(self) -> bool:
@@ -74,6 +78,13 @@ class Plan:
             )
         if self.persist:
             parts.append(f"{verb} write the boot-time config ({', '.join(self.persist)})")
+        if self.superseded:
+            at = time.strftime("%H:%M:%S", time.localtime(self.superseded.get("at", 0)))
+            parts.append(
+                f"this change {'would supersede' if test else 'supersedes'} an earlier, "
+                f"never confirmed one ({self.superseded.get('outcome', 'rolled back')} by "
+                f"its timer at {at})"
+            )
         if self.service:
             parts.append(f"{verb} enable {SERVICE}")
         return "; ".join(parts)
@@ -126,6 +137,11 @@ def plan(cfg, nft: Nft | None = None, run=proc.run, ssh: SshPorts | None = None)
         all_changes["persist"] = persist
     if service:
         all_changes["service"] = {"old": "disabled", "new": f"{SERVICE} enabled"}
+    superseded = None
+    if changes and not risky and rec is None:
+        last = last_outcome(paths)
+        if last and last.get("outcome") != "confirmed" and not last.get("seen"):
+            superseded = last
     return Plan(
         fw,
         paths,
@@ -140,6 +156,7 @@ def plan(cfg, nft: Nft | None = None, run=proc.run, ssh: SshPorts | None = None)
         content,
         service,
         ssh,
+        superseded,
     )
 
 
@@ -188,6 +205,8 @@ def apply(p: Plan, nft: Nft | None = None, run=proc.run, progress=None) -> Table
                 f"rendered one ({summary(left)}); check for another tool rewriting it"
             )
         say("applied", f"table {FAMILY} {fw.table} applied: {summary(p.changes) or 'persistence'}")
+        if rec is None and p.superseded:
+            _mark_superseded(p.paths, p.superseded)
     if p.persist:
         persist_write(p.paths, p.persist_content)
         left = persist_plan(p.paths, p.persist_content)
@@ -196,3 +215,15 @@ def apply(p: Plan, nft: Nft | None = None, run=proc.run, progress=None) -> Table
     if p.service:
         service_enable(fw.root, run)
     return live
+
+
+def _mark_superseded(paths: Paths, last: dict) -> None:
+    """The rolled-back change ``last`` is reported by this apply: mark it seen (the same
+    record only, under the rollback's lock), so no later confirm fails for it."""
+    if not os.path.isdir(paths.state_dir):
+        return
+    with nft_rollback.locked(paths.record):
+        cur = last_outcome(paths)
+        if cur and cur.get("at") == last.get("at") and cur.get("token") == last.get("token"):
+            cur.update(seen=True, superseded=True)
+            nft_rollback.write(nft_rollback.outcome_path(paths.record), cur)
