@@ -48,6 +48,13 @@ def last_outcome(paths: Paths) -> dict | None:
     return nft_rollback.read(nft_rollback.outcome_path(paths.record))
 
 
+def unreported_rollback(paths: Paths) -> dict | None:
+    """The last change's outcome when its timer rolled it back (or failed to) and no
+    confirm has reported it yet, else None."""
+    last = last_outcome(paths)
+    return last if last and last.get("outcome") != "confirmed" and not last.get("seen") else None
+
+
 def _restore_script(fw, paths: Paths, nft: Nft, old: dict | None) -> tuple[str, bool]:
     """The restore script of the change about to be applied, read under the record's lock:
     an unconfirmed earlier change keeps its own (the last confirmed table); otherwise the
@@ -200,8 +207,8 @@ def confirm(fw, paths: Paths, run=proc.run) -> dict[str, Any]:
     with nft_rollback.locked(paths.record) if has_state else contextlib.nullcontext():
         rec = nft_rollback.read(paths.record)
         if rec is None:
-            last = last_outcome(paths)
-            if last and last.get("outcome") != "confirmed" and not last.get("seen"):
+            last = unreported_rollback(paths)
+            if last:
                 last["seen"] = True
                 nft_rollback.write(nft_rollback.outcome_path(paths.record), last)
                 raise PalplatError(

@@ -15,7 +15,7 @@ from palplat.errors import PalplatError, PillarError
 from palplat.nft.build import desired
 from palplat.nft.changes import diff, summary
 from palplat.nft.cli import Nft
-from palplat.nft.commit import cancel, last_outcome, pending, schedule
+from palplat.nft.commit import cancel, last_outcome, pending, schedule, unreported_rollback
 from palplat.nft.host import (
     PERSIST_HEADER,
     SERVICE,
@@ -137,11 +137,7 @@ def plan(cfg, nft: Nft | None = None, run=proc.run, ssh: SshPorts | None = None)
         all_changes["persist"] = persist
     if service:
         all_changes["service"] = {"old": "disabled", "new": f"{SERVICE} enabled"}
-    superseded = None
-    if changes and not risky and rec is None:
-        last = last_outcome(paths)
-        if last and last.get("outcome") != "confirmed" and not last.get("seen"):
-            superseded = last
+    superseded = unreported_rollback(paths) if changes and not risky and rec is None else None
     return Plan(
         fw,
         paths,

@@ -33,7 +33,7 @@ from typing import Any
 
 from palplat import proc
 from palplat.errors import CommandError
-from palplat.nft.commit import last_outcome, pending
+from palplat.nft.commit import pending, unreported_rollback
 from palplat.nft.host import Paths
 from palplat.nft.sshd import live_ports
 
@@ -261,7 +261,6 @@ def info(cfg, run=proc.run) -> dict[str, Any]:
         return {"enabled": False}
     paths = Paths.of(fw)
     rec = pending(paths)
-    last = last_outcome(paths) if rec is None else None
     ssh = live_ports(cfg, run)
     c = fw.confirm
     return {
@@ -271,7 +270,7 @@ def info(cfg, run=proc.run) -> dict[str, Any]:
         else {k: rec.get(k) for k in ("table", "deadline", "mechanism", "netns")},
         # a change its timer rolled back that no confirm has reported yet: the confirm
         # must fail (the run did not keep what it applied), once
-        "rolled_back": bool(last and last.get("outcome") != "confirmed" and not last.get("seen")),
+        "rolled_back": rec is None and unreported_rollback(paths) is not None,
         "ssh_ports": list(ssh.ports),
         "ssh_source": ssh.source,
         "addresses": list(c.addresses) or node_addresses(fw.netns, run),
